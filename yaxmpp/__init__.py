@@ -1,0 +1,49 @@
+"""yaxmpp: Yandex.Disk change notifications over XMPP, with a blocking client.
+
+::
+
+    import yaxmpp
+
+    with yaxmpp.Client("login", token) as client:
+        print(client.jid)
+
+The protocol core (:mod:`yaxmpp.protocol`) is sans-IO; :class:`Client` drives it over a
+socket with TLS and a background reader thread.  :mod:`yaxmpp.testing` is a loopback
+stand-in for push.xmpp.yandex.ru.
+"""
+
+__version__ = "0.1.0"
+
+from .client import DEFAULT_HOST, Client  # noqa: E402
+from .errors import (  # noqa: E402
+    AuthError,
+    ClientClosed,
+    ConnectError,
+    ConnectionLost,
+    Error,
+    IqError,
+    LocalProtocolError,
+    ProtocolError,
+    StreamError,
+    Timeout,
+    TLSError,
+)
+from .protocol.limits import Limits  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Client",
+    "DEFAULT_HOST",
+    "Limits",
+    "Error",
+    "ConnectError",
+    "TLSError",
+    "Timeout",
+    "AuthError",
+    "StreamError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "IqError",
+    "ConnectionLost",
+    "ClientClosed",
+]

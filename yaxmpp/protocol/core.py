@@ -1,0 +1,478 @@
+"""The sans-IO client state machine: bytes in, events out; calls in, bytes out.
+
+:class:`ClientProtocol` walks the seed's connection steps (stream header, features, STARTTLS,
+SASL, restart, bind, session), answers the server's pings, version queries and other requests
+by itself, matches iq responses to requests, and turns every way a stream can end into one
+final :class:`~yaxmpp.protocol.events.StreamClosed` event.  It owns no socket, thread or clock:
+the driver feeds it what it read, asks it what to write, and does the TLS handshake when told.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import itertools
+import logging
+from typing import Dict, List, Optional, Tuple
+from xml.etree.ElementTree import Element
+
+from ..errors import (
+    AuthError,
+    ConnectionLost,
+    Error,
+    IqError,
+    LocalProtocolError,
+    ProtocolError,
+    StreamError,
+    TLSError,
+)
+from . import ns, stanzas
+from .events import (
+    Authenticated,
+    Bound,
+    Event,
+    IqResponse,
+    RequestAnswered,
+    SessionStarted,
+    StanzaReceived,
+    StreamClosed,
+    StreamOpened,
+    TLSRequested,
+)
+from .features import Features
+from .limits import Limits
+from .parser import STREAM_END, StreamHeader, StreamParser
+from .redact import MASK, scrub
+from .sasl import Mechanism
+from .xmltext import to_xml
+
+__all__ = ["Step", "ClientProtocol", "VersionInfo"]
+
+xml_log = logging.getLogger("yaxmpp.xml")
+
+BIND_ID = "bind_1"
+SESSION_ID = "session_1"
+
+
+class Step(enum.Enum):
+    """Where the connection is; the value says it in words (it names the step in timeouts)."""
+
+    STREAM = "waiting for the server's stream header"
+    FEATURES = "waiting for the stream features"
+    STARTTLS = "waiting for <proceed/> after <starttls/>"
+    TLS = "TLS handshake"
+    AUTH = "waiting for the SASL result"
+    BIND = "waiting for the resource binding result"
+    SESSION = "waiting for the session result"
+    ESTABLISHED = "session open"
+    CLOSING = "waiting for the server to close the stream"
+    CLOSED = "closed"
+
+
+_NEGOTIATING = frozenset({Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.AUTH, Step.BIND, Step.SESSION})
+
+
+class VersionInfo:
+    """What the client says of itself in the XEP-0092 answer."""
+
+    __slots__ = ("name", "version", "os")
+
+    def __init__(self, name: str, version: str, os: Optional[str] = None) -> None:
+        self.name = name
+        self.version = version
+        self.os = os
+
+
+def _error_condition(elem: Optional[Element], namespace: str) -> Tuple[str, Optional[str]]:
+    """(condition, text) of an error element whose condition children live in ``namespace``."""
+    if elem is None:
+        return "undefined-condition", None
+    condition = "undefined-condition"
+    text = None
+    text_tag = ns.qname(namespace, "text")
+    for child in elem:
+        if child.tag == text_tag:
+            text = (child.text or "").strip() or None
+        elif child.tag.startswith("{%s}" % namespace) and condition == "undefined-condition":
+            condition = child.tag.split("}", 1)[1]
+    return condition, text
+
+
+class ClientProtocol:
+    """One XMPP client stream, from the first header to the final close, without I/O.
+
+    Typical driving::
+
+        proto = ClientProtocol(XYandexOAuth(login, token), tls=False)
+        proto.initiate()
+        send(proto.data_to_send())
+        while True:
+            for event in proto.receive_data(recv()):   # b"" means end of file
+                if isinstance(event, TLSRequested): handshake(event.leftover); proto.tls_established()
+                ...
+            send(proto.data_to_send())
+
+    ``tls`` says whether the transport is already TLS (the direct-TLS port).  The core never
+    sends credentials over a stream that is not TLS.
+    """
+
+    def __init__(
+        self,
+        mechanism: Mechanism,
+        *,
+        domain: str = "ya.ru",
+        resource: Optional[str] = "YaDisk-client",
+        tls: bool = False,
+        version: Optional[VersionInfo] = None,
+        limits: Optional[Limits] = None,
+        lang: str = "en",
+    ) -> None:
+        self.mechanism = mechanism
+        self.domain = domain
+        self.resource = resource
+        self.tls = tls
+        self.version = version or VersionInfo("yaxmpp", "0")
+        self.limits = limits or Limits()
+        self.lang = lang
+        self.step = Step.STREAM
+        self.authenticated = False
+        self.jid: Optional[str] = None
+        self.stream_id: Optional[str] = None
+        self.features: Optional[Features] = None
+        self._parser: Optional[StreamParser] = None
+        self._out: List[bytes] = []
+        self._close_sent = False
+        self._server_closed = False
+        self._pending: Dict[str, str] = {}
+        self._ids = itertools.count(1)
+        initial = mechanism.initial_response()
+        self._secrets: Tuple[str, ...] = tuple(s for s in mechanism.secrets() if s)
+        if initial:
+            self._secrets += (base64.b64encode(initial).decode("ascii"),)
+
+    # -- outgoing ----------------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Queue the first stream header.  Call once, when the transport is up."""
+        if self._parser is not None:
+            raise LocalProtocolError("initiate() was already called")
+        self._restart()
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire since the last call, in order."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def tls_established(self) -> None:
+        """The driver finished the TLS handshake that :class:`TLSRequested` asked for."""
+        if self.step is not Step.TLS:
+            raise LocalProtocolError("tls_established() outside the TLS step (now: %s)" % self.step.name)
+        self.tls = True
+        self._restart()
+
+    def send_iq(self, iq_type: str, payload: str = "", to: Optional[str] = None) -> str:
+        """Queue an iq ``get``/``set`` with ``payload`` (serialised XML); return its id.
+
+        Its answer comes back as an :class:`IqResponse` with that id.
+        """
+        if iq_type not in ("get", "set"):
+            raise ValueError("iq requests are 'get' or 'set'")
+        self._require_open()
+        iq_id = "yx%d" % next(self._ids)
+        self._pending[iq_id] = iq_type
+        self._send(stanzas.iq(iq_type, to, iq_id, payload))
+        return iq_id
+
+    def send_stanza(self, xml: str) -> None:
+        """Queue one complete stanza, already serialised (e.g. an iq result)."""
+        self._require_open()
+        self._send(xml)
+
+    def close(self) -> None:
+        """Queue ``</stream:stream>``; the stream ends when the server answers with its own."""
+        if self._close_sent or self.step is Step.CLOSED:
+            return
+        if self.step is Step.TLS or self._parser is None:
+            # Nothing can be written now; there is no open stream to close politely.
+            self.step = Step.CLOSED
+            return
+        self._send_close()
+        self.step = Step.CLOSING
+
+    @property
+    def closed(self) -> bool:
+        return self.step is Step.CLOSED
+
+    @property
+    def established(self) -> bool:
+        return self.step is Step.ESTABLISHED
+
+    # -- incoming ----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> List[Event]:
+        """Feed bytes read from the transport (``b""`` at end of file); return the events.
+
+        Events that were complete before a failure are returned before the final
+        :class:`StreamClosed`.  After it, further data is ignored.
+        """
+        events: List[Event] = []
+        if self.step is Step.CLOSED:
+            return events
+        if self.step is Step.TLS:
+            raise LocalProtocolError("data fed to the core during the TLS handshake belongs to TLS")
+        if self._parser is None:
+            raise LocalProtocolError("receive_data() before initiate()")
+        if not data:
+            self._end(events, self._lost_error("the server closed the connection"))
+            return events
+        try:
+            while data:
+                parser = self._parser
+                rest = b""
+                failure: Optional[ProtocolError] = None
+                try:
+                    if self.step in _NEGOTIATING:
+                        rest = parser.feed_until_stanza(data)
+                    else:
+                        parser.feed(data)
+                except ProtocolError as exc:
+                    failure = exc
+                items = parser.items
+                if items:
+                    parser.items = []
+                    for item in items:
+                        self._dispatch(item, events)
+                        if self.step is Step.CLOSED:
+                            return events
+                if failure is not None:
+                    raise failure
+                if self.step is Step.TLS:
+                    events.append(TLSRequested(rest))
+                    return events
+                data = rest
+        except Error as exc:
+            self._end(events, exc)
+        return events
+
+    def connection_lost(self, error: Optional[Error] = None) -> List[Event]:
+        """The transport broke (``error`` says how) or hit end of file; returns the final event."""
+        events: List[Event] = []
+        if self.step is not Step.CLOSED:
+            self.step = Step.CLOSED
+            self._pending.clear()
+            events.append(StreamClosed(error or self._lost_error("the connection was closed")))
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._close_sent or self.step in (Step.CLOSED, Step.CLOSING):
+            raise LocalProtocolError("the stream is closed")
+        if self.step is Step.TLS:
+            raise LocalProtocolError("nothing can be sent during the TLS handshake")
+
+    def _lost_error(self, what: str) -> ConnectionLost:
+        if self.step is Step.ESTABLISHED:
+            return ConnectionLost(what)
+        return ConnectionLost("%s (%s)" % (what, self.step.value))
+
+    def _restart(self) -> None:
+        self._parser = StreamParser(self.limits)
+        self.step = Step.STREAM
+        self.features = None
+        header = stanzas.stream_header(self.domain, self.lang)
+        self._out.append(header)
+        if xml_log.isEnabledFor(logging.DEBUG):
+            xml_log.debug("SEND %s", header.decode("utf-8"))
+
+    def _send(self, xml: str, shown: Optional[str] = None) -> None:
+        self._out.append(xml.encode("utf-8"))
+        if xml_log.isEnabledFor(logging.DEBUG):
+            xml_log.debug("SEND %s", shown if shown is not None else scrub(xml, self._secrets))
+
+    def _send_close(self) -> None:
+        if not self._close_sent:
+            self._close_sent = True
+            self._out.append(stanzas.STREAM_CLOSE)
+            xml_log.debug("SEND </stream:stream>")
+
+    def _end(self, events: List[Event], error: Optional[Error]) -> None:
+        """Finish the stream: answer with our close tag if one is owed, emit StreamClosed."""
+        if self.step is Step.CLOSED:
+            return
+        if self.step is not Step.TLS:
+            self._send_close()
+        self.step = Step.CLOSED
+        self._pending.clear()
+        events.append(StreamClosed(error))
+
+    def _scrubbed(self, text: Optional[str]) -> Optional[str]:
+        return None if text is None else scrub(text, self._secrets)
+
+    def _dispatch(self, item: object, events: List[Event]) -> None:
+        if type(item) is Element:
+            elem: Element = item  # type: ignore[assignment]
+            if xml_log.isEnabledFor(logging.DEBUG):
+                xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+            tag = elem.tag
+            if tag == ns.IQ:
+                self._on_iq(elem, events)
+            elif tag == ns.STREAM_ERROR:
+                condition, text = _error_condition(elem, ns.STREAM_ERRORS)
+                other = elem.find(ns.qname(ns.STREAM_ERRORS, "see-other-host"))
+                other_host = (other.text or "").strip() or None if other is not None else None
+                raise StreamError(condition, self._scrubbed(text), other_host)
+            elif self.step is Step.FEATURES and tag == ns.FEATURES:
+                self._on_features(Features(elem))
+            elif self.step is Step.STARTTLS:
+                self._on_starttls_answer(elem)
+            elif self.step is Step.AUTH:
+                self._on_auth_answer(elem, events)
+            elif self.step in (Step.ESTABLISHED, Step.CLOSING, Step.BIND, Step.SESSION):
+                events.append(StanzaReceived(elem))
+            else:
+                raise ProtocolError("unexpected <%s> while %s" % (tag, self.step.value))
+        elif isinstance(item, StreamHeader):
+            if xml_log.isEnabledFor(logging.DEBUG):
+                attrs = " ".join('%s="%s"' % (k.replace("{%s}" % ns.XML, "xml:"), v) for k, v in item.attrs.items())
+                xml_log.debug("RECV <stream:stream %s>", scrub(attrs, self._secrets))
+            if self.step is not Step.STREAM:
+                raise ProtocolError("unexpected stream header while %s" % self.step.value)
+            self.stream_id = item.id
+            self.step = Step.FEATURES
+            stage = "after authentication" if self.authenticated else ("over TLS" if self.tls else "initial")
+            events.append(StreamOpened(item.id, stage))
+        elif item is STREAM_END:
+            xml_log.debug("RECV </stream:stream>")
+            self._server_closed = True
+            if self.step is Step.CLOSING:
+                self._end(events, None)
+            else:
+                self._end(events, self._lost_error("the server closed the stream"))
+
+    def _on_features(self, features: Features) -> None:
+        self.features = features
+        if not self.tls:
+            if not features.starttls:
+                raise TLSError(
+                    "the server did not offer STARTTLS; refusing to authenticate over an unencrypted stream"
+                )
+            self._out.append(stanzas.STARTTLS)
+            xml_log.debug("SEND %s", stanzas.STARTTLS.decode())
+            self.step = Step.STARTTLS
+        elif not self.authenticated:
+            name = self.mechanism.name
+            # The seed's server lists no mechanism at all; an empty or missing list still gets
+            # ours.  A list that names others but not ours means it would be refused: do not
+            # hand the credentials to a server that did not ask for them.
+            if features.mechanisms and name not in features.mechanisms:
+                raise AuthError(
+                    "invalid-mechanism", "server offers %s, not %s" % (", ".join(features.mechanisms), name)
+                )
+            initial = self.mechanism.initial_response()
+            payload = None if initial is None else base64.b64encode(initial).decode("ascii")
+            self._send(stanzas.auth(name, payload), shown=stanzas.auth(name, None if payload is None else MASK))
+            self.step = Step.AUTH
+        else:
+            self._send(stanzas.bind(BIND_ID, self.resource))
+            self.step = Step.BIND
+
+    def _on_starttls_answer(self, elem: Element) -> None:
+        if elem.tag == ns.PROCEED:
+            self.step = Step.TLS
+        elif elem.tag == ns.TLS_FAILURE:
+            raise TLSError("the server refused STARTTLS")
+        else:
+            raise ProtocolError("expected <proceed/>, got <%s>" % elem.tag)
+
+    def _on_auth_answer(self, elem: Element, events: List[Event]) -> None:
+        tag = elem.tag
+        if tag == ns.SASL_SUCCESS:
+            self.authenticated = True
+            events.append(Authenticated(self.mechanism.name))
+            self._restart()
+        elif tag == ns.SASL_FAILURE:
+            condition, text = _error_condition(elem, ns.SASL)
+            raise AuthError(condition, self._scrubbed(text))
+        elif tag == ns.SASL_CHALLENGE:
+            try:
+                data = base64.b64decode((elem.text or "").strip() or "", validate=True)
+            except ValueError:
+                raise ProtocolError("SASL challenge is not base64") from None
+            answer = base64.b64encode(self.mechanism.challenge(data)).decode("ascii")
+            self._send(stanzas.sasl_response(answer), shown=stanzas.sasl_response(MASK))
+        else:
+            raise ProtocolError("expected the SASL result, got <%s>" % tag)
+
+    def _on_iq(self, elem: Element, events: List[Event]) -> None:
+        iq_type = elem.get("type")
+        iq_id = elem.get("id")
+        if iq_type == "result" or iq_type == "error":
+            if iq_id is None:
+                return
+            if self.step is Step.BIND and iq_id == BIND_ID:
+                self._on_bind_answer(elem, iq_type, events)
+            elif self.step is Step.SESSION and iq_id == SESSION_ID:
+                self._on_session_answer(elem, iq_type, events)
+            elif self._pending.pop(iq_id, None) is not None:
+                error = None
+                if iq_type == "error":
+                    condition, text = _error_condition(elem.find(ns.STANZA_ERROR), ns.STANZAS)
+                    err_elem = elem.find(ns.STANZA_ERROR)
+                    error = IqError(
+                        "iq %s" % iq_id,
+                        condition,
+                        err_elem.get("type") if err_elem is not None else None,
+                        self._scrubbed(text),
+                    )
+                events.append(IqResponse(iq_id, elem, error))
+            # An answer to nothing we asked is ignored.
+            return
+        if iq_type != "get" and iq_type != "set":
+            return  # not a request: nothing to answer
+        if iq_id is None or self._close_sent:
+            return  # cannot be answered
+        if self.step is Step.CLOSED:
+            return
+        sender = elem.get("from")
+        child = elem[0] if len(elem) else None
+        child_tag = child.tag if child is not None else None
+        if iq_type == "get" and child_tag == ns.PING_TAG:
+            self._send(stanzas.iq_result(sender, iq_id))
+            events.append(RequestAnswered("ping", iq_id, sender))
+        elif iq_type == "get" and child_tag == ns.VERSION_QUERY:
+            v = self.version
+            self._send(stanzas.version_result(sender, iq_id, v.name, v.version, v.os))
+            events.append(RequestAnswered("version", iq_id, sender))
+        else:
+            self._send(stanzas.iq_error(sender, iq_id))
+            events.append(RequestAnswered("unsupported", iq_id, sender))
+
+    def _on_bind_answer(self, elem: Element, iq_type: str, events: List[Event]) -> None:
+        if iq_type == "error":
+            condition, text = _error_condition(elem.find(ns.STANZA_ERROR), ns.STANZAS)
+            raise IqError("resource binding", condition, None, self._scrubbed(text))
+        jid_elem = elem.find("%s/%s" % (ns.BIND_TAG, ns.JID_TAG))
+        jid = (jid_elem.text or "").strip() if jid_elem is not None else ""
+        if not jid:
+            raise ProtocolError("the bind result carries no JID")
+        self.jid = jid
+        events.append(Bound(jid))
+        self._send(stanzas.session(SESSION_ID))
+        self.step = Step.SESSION
+
+    def _on_session_answer(self, elem: Element, iq_type: str, events: List[Event]) -> None:
+        if iq_type == "error":
+            condition, text = _error_condition(elem.find(ns.STANZA_ERROR), ns.STANZAS)
+            features = self.features
+            if features is not None and features.session:
+                raise IqError("session", condition, None, self._scrubbed(text))
+            # RFC 6121 dropped the session step; a server that did not offer it may refuse it.
+            logging.getLogger("yaxmpp").warning("session refused (%s), but it was not offered; going on", condition)
+        self.step = Step.ESTABLISHED
+        assert self.jid is not None
+        events.append(SessionStarted(self.jid, self.stream_id))

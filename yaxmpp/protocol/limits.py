@@ -1,0 +1,44 @@
+"""Limits on what the server may send: the guard rails of the stream parser."""
+
+from __future__ import annotations
+
+__all__ = ["Limits"]
+
+
+class Limits:
+    """Caps applied to every incoming stream.
+
+    ``max_stanza_bytes`` (default 1 MiB) bounds the bytes of one stanza as it arrives, and so
+    also a never-ending text node, tag or comment: the stream fails with
+    :class:`~yaxmpp.ProtocolError` as soon as a stanza grows past it.  Disk pushes and server
+    requests are a few hundred bytes.
+
+    ``max_depth`` (default 32) bounds the nesting of elements inside one stanza (the stanza
+    itself is depth 1).  XMPP stanzas seldom go deeper than 5.
+    """
+
+    __slots__ = ("max_stanza_bytes", "max_depth")
+
+    def __init__(self, max_stanza_bytes: int = 1 << 20, max_depth: int = 32) -> None:
+        if max_stanza_bytes < 1024:
+            raise ValueError("max_stanza_bytes must be at least 1024")
+        if max_depth < 4:
+            raise ValueError("max_depth must be at least 4")
+        self.max_stanza_bytes = max_stanza_bytes
+        self.max_depth = max_depth
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, name):
+            raise AttributeError("Limits is immutable")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return "Limits(max_stanza_bytes=%d, max_depth=%d)" % (self.max_stanza_bytes, self.max_depth)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Limits):
+            return NotImplemented
+        return (self.max_stanza_bytes, self.max_depth) == (other.max_stanza_bytes, other.max_depth)
+
+    def __hash__(self) -> int:
+        return hash((self.max_stanza_bytes, self.max_depth))

@@ -1,0 +1,59 @@
+"""SASL mechanisms: what the client puts in ``<auth>`` and answers to challenges.
+
+A mechanism is any object with a ``name``, an ``initial_response()`` returning the raw bytes of
+the initial response (or ``None`` for none), a ``challenge(data)`` returning the raw response to
+a server challenge, and ``secrets()`` naming the strings that must never be logged.  The core
+base64-encodes, sends and redacts; mechanisms never see a socket.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ..errors import AuthError
+from .redact import MASK, Secret
+
+__all__ = ["Mechanism", "XYandexOAuth"]
+
+
+class Mechanism:
+    """Base class of SASL mechanisms.  Subclass it to plug in another mechanism."""
+
+    name = ""
+
+    def initial_response(self) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def challenge(self, data: bytes) -> bytes:
+        """Answer a ``<challenge/>``; by default a challenge is a protocol failure."""
+        raise AuthError("unexpected-challenge", "the %s mechanism takes no challenge" % self.name)
+
+    def secrets(self) -> Iterable[str]:
+        """Strings that must never reach a log line or a message."""
+        return ()
+
+    def __repr__(self) -> str:
+        return "<%s %s>" % (type(self).__name__, self.name)
+
+
+class XYandexOAuth(Mechanism):
+    """``X-YANDEX-OAUTH``: base64(login + NUL + OAuth token) as the initial response (step 5)."""
+
+    name = "X-YANDEX-OAUTH"
+
+    def __init__(self, login: str, token: "str | Secret") -> None:
+        if not login or "\0" in login:
+            raise ValueError("login must be a non-empty string without NUL")
+        self.login = login
+        self._token = Secret(token)
+        if not self._token.reveal() or "\0" in self._token.reveal():
+            raise ValueError("token must be a non-empty string without NUL")
+
+    def initial_response(self) -> bytes:
+        return self.login.encode("utf-8") + b"\0" + self._token.reveal().encode("utf-8")
+
+    def secrets(self) -> Iterable[str]:
+        return (self._token.reveal(),)
+
+    def __repr__(self) -> str:
+        return "<XYandexOAuth login=%r token=%s>" % (self.login, MASK)
