@@ -25,9 +25,11 @@ from .errors import (  # noqa: E402
     LocalProtocolError,
     ProtocolError,
     StreamError,
+    SubscribeError,
     Timeout,
     TLSError,
 )
+from .protocol.disk import Change, Notification  # noqa: E402
 from .protocol.limits import Limits  # noqa: E402
 
 __all__ = [
@@ -35,6 +37,9 @@ __all__ = [
     "Client",
     "DEFAULT_HOST",
     "Limits",
+    "Notification",
+    "Change",
+    "SubscribeError",
     "Error",
     "ConnectError",
     "TLSError",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import ssl
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, List, Optional
 from xml.etree.ElementTree import Element
 
 from . import __version__
 from .connection import Connection, Settings
 from .deadline import Deadline
-from .errors import ClientClosed, Error
+from .dispatcher import Dispatcher
+from .errors import ClientClosed, Error, IqError, SubscribeError, Timeout
+from .inbox import Inbox
 from .protocol.core import VersionInfo
+from .protocol.disk import Notification, subscribe_payload, subscribe_target
 from .protocol.limits import Limits
 from .protocol.sasl import XYandexOAuth
 from .tls import create_default_context
@@ -20,6 +25,9 @@ from .tls import create_default_context
 __all__ = ["Client", "DEFAULT_HOST"]
 
 DEFAULT_HOST = "push.xmpp.yandex.ru"
+
+_clients = itertools.count(1)
+log = logging.getLogger("yaxmpp")
 
 
 def _check_port(name: str, value: Optional[int]) -> None:
@@ -47,6 +55,13 @@ class Client:
     ``cafile`` defaults to certifi's bundle; ``ssl_context`` replaces the whole TLS setup.
     ``resource=None`` lets the server choose the resource.  ``limits`` caps what the server
     may send (see :class:`yaxmpp.Limits`).
+
+    Disk pushes: ``connect()`` subscribes (``subscribe=False`` leaves it to
+    :meth:`subscribe`).  Pushes are read with :meth:`notifications` or
+    :meth:`get_notification`, or, with ``on_notification`` set, passed to that callable on a
+    dedicated thread.  At most ``max_pending`` received pushes wait for the consumer; pushes
+    beyond that are refused (answered with an error, not acknowledged) and counted in
+    :attr:`refused_notifications`.
     """
 
     def __init__(
@@ -66,6 +81,9 @@ class Client:
         client_version: str = __version__,
         client_os: Optional[str] = None,
         limits: Optional[Limits] = None,
+        subscribe: bool = True,
+        on_notification: Optional[Callable[[Notification], None]] = None,
+        max_pending: int = 10000,
     ) -> None:
         _check_text("login", login)
         _check_text("host", host)
@@ -97,6 +115,13 @@ class Client:
             version=VersionInfo(client_name, client_version, client_os),
             limits=limits or Limits(),
         )
+        self.domain = domain
+        self.number = next(_clients)
+        self._subscribe_on_connect = subscribe
+        self._on_notification = on_notification
+        self._inbox: Inbox[Notification] = Inbox(max_pending)
+        self._inbox.end(ClientClosed("the client is not connected"))
+        self._dispatcher: Optional[Dispatcher] = None
         self._lock = threading.Lock()
         self._connection: Optional[Connection] = None
 
@@ -127,6 +152,16 @@ class Client:
         return conn.port if conn is not None else None
 
     @property
+    def refused_notifications(self) -> int:
+        """Pushes refused because ``max_pending`` notifications were already waiting."""
+        return self._inbox.refused
+
+    @property
+    def pending_notifications(self) -> int:
+        """Received pushes not yet taken by the consumer."""
+        return len(self._inbox)
+
+    @property
     def tls_version(self) -> Optional[str]:
         conn = self._connection
         return conn.transport.tls_version if conn is not None and conn.transport is not None else None
@@ -148,14 +183,68 @@ class Client:
                 raise Error("connect() is already in progress in another thread")
             connection = Connection(self._settings, self)
             self._connection = connection
+            self._inbox.reopen()
         try:
             connection.open(deadline)
+            if self._subscribe_on_connect:
+                self._subscribe(connection, deadline)
         except BaseException:
+            connection.close(Deadline(min(1.0, deadline.remaining() or 0.0)))
             with self._lock:
                 if self._connection is connection:
                     self._connection = None
             raise
+        if self._on_notification is not None and (self._dispatcher is None or not self._dispatcher.alive):
+            self._dispatcher = Dispatcher(self._inbox, self._on_notification, "yaxmpp-dispatch-%d" % self.number)
+            self._dispatcher.start()
         return self
+
+    def subscribe(self, timeout: Optional[float] = None) -> None:
+        """Subscribe to Disk pushes (done by ``connect()`` unless ``subscribe=False``).
+
+        Blocks until the server answers, at most ``timeout`` (default: the client's).  Raises
+        :class:`yaxmpp.SubscribeError` when the server refuses.
+        """
+        self._subscribe(self._require_connection(), Deadline(self.timeout if timeout is None else timeout))
+
+    def _subscribe(self, connection: Connection, deadline: Deadline) -> None:
+        to = subscribe_target(self.login, self.domain)
+        try:
+            connection.request("set", subscribe_payload(), to, deadline.remaining())
+        except IqError as exc:
+            raise SubscribeError(exc.condition, exc.type, exc.text) from None
+        except Timeout:
+            raise Timeout("no answer to the Disk push subscription within %gs" % deadline.seconds) from None
+        log.info("subscribed to Disk pushes for %s", to)
+
+    # -- notifications ---------------------------------------------------------------------
+
+    def get_notification(self, timeout: Optional[float] = None) -> Notification:
+        """The next Disk push, waiting at most ``timeout`` seconds (None: until one comes or
+        the client ends).  Raises :class:`yaxmpp.Timeout` if none came in time,
+        :class:`yaxmpp.ClientClosed` after ``close()`` once all received pushes were taken,
+        or the error that ended the connection."""
+        self._check_pull()
+        return self._inbox.get(timeout)
+
+    def notifications(self, timeout: Optional[float] = None) -> Iterator[Notification]:
+        """Iterate over Disk pushes in arrival order.
+
+        Blocks while waiting.  Ends after ``timeout`` seconds without a new push (when given),
+        or after ``close()`` once everything received has been yielded.  If the connection
+        ended any other way, yields what was received, then raises the error saying why.
+        """
+        self._check_pull()
+        while True:
+            try:
+                notification = self._inbox.get(timeout)
+            except (Timeout, ClientClosed):
+                return
+            yield notification
+
+    def _check_pull(self) -> None:
+        if self._on_notification is not None:
+            raise RuntimeError("on_notification is set: notifications go to the callback only")
 
     def close(self, timeout: Optional[float] = None) -> None:
         """End the stream and the connection within ``timeout`` (default: the client's).
@@ -167,12 +256,15 @@ class Client:
         deadline = Deadline(self.timeout if timeout is None else timeout)
         with self._lock:
             connection = self._connection
-        if connection is None:
-            return
-        if not connection.opened:
-            connection.abort()
-            return
-        connection.close(deadline)
+        if connection is not None:
+            if connection.opened:
+                connection.close(deadline)
+            else:
+                connection.abort()  # connect() in another thread raises ClientClosed
+        self._inbox.end(None)
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.join(max(0.5, deadline.remaining() or 0.0))
 
     def __enter__(self) -> "Client":
         return self.connect()
@@ -192,10 +284,14 @@ class Client:
     # -- sink: called on the reader thread, must return at once ----------------------------
 
     def stanza_received(self, connection: Connection, element: Element) -> None:
-        pass
+        pass  # messages and presences carry nothing for this client
+
+    def pushes_received(self, connection: Connection, notifications: List[Notification]) -> int:
+        return self._inbox.put_many(notifications)
 
     def connection_ended(self, connection: Connection, error: Optional[Error]) -> None:
-        pass
+        if connection is self._connection:
+            self._inbox.end(error)
 
     def _require_connection(self) -> Connection:
         connection = self._connection

@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 from xml.etree.ElementTree import Element
 
@@ -21,11 +22,13 @@ from .deadline import Deadline
 from .dial import dial
 from .errors import ClientClosed, ConnectionLost, Error, ProtocolError, Timeout, TLSError
 from .protocol.core import ClientProtocol, Step, VersionInfo
+from .protocol.disk import Notification
 from .protocol.events import (
     Authenticated,
     Bound,
     Event,
     IqResponse,
+    PushReceived,
     RequestAnswered,
     SessionStarted,
     StanzaReceived,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     class Sink(Protocol):
         def stanza_received(self, connection: "Connection", element: Element) -> None: ...
+
+        def pushes_received(self, connection: "Connection", notifications: List[Notification]) -> int: ...
 
         def connection_ended(self, connection: "Connection", error: Optional[Error]) -> None: ...
 
@@ -153,7 +158,7 @@ class Connection:
                         self._write(core.data_to_send())
                     elif isinstance(event, StreamClosed):
                         raise event.error or ConnectionLost("the stream ended during negotiation")
-                    elif isinstance(event, (StanzaReceived, IqResponse)):
+                    elif isinstance(event, (StanzaReceived, IqResponse, PushReceived)):
                         early.append(event)
                     else:
                         self._log_step(event)
@@ -166,8 +171,7 @@ class Connection:
             raise error from None
         transport.set_timeout(s.timeout)
         self._reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
-        for event in early:
-            self._deliver(event)
+        self._deliver_all(early)
         self._reader.start()
 
     def _opening_error(self, exc: BaseException, deadline: Deadline) -> BaseException:
@@ -269,8 +273,7 @@ class Connection:
                             self._write(core.data_to_send())
                         except (OSError, Error) as exc:
                             events += core.connection_lost(self._lost(exc))
-                for event in events:
-                    self._deliver(event)
+                self._deliver_all(events)
         except BaseException as exc:  # a bug must end the connection loudly, never silently
             log.exception("the reader thread failed")
             with self._lock:
@@ -285,6 +288,40 @@ class Connection:
         if isinstance(exc, Error):
             return exc
         return ConnectionLost("connection lost: %s" % _describe(exc))
+
+    def _deliver_all(self, events: List[Event]) -> None:
+        """Hand events on in order; runs of pushes go to the sink as one batch."""
+        batch: List[PushReceived] = []
+        for event in events:
+            if type(event) is PushReceived:
+                batch.append(event)  # type: ignore[arg-type]
+                continue
+            if batch:
+                self._take_pushes(batch)
+                batch = []
+            self._deliver(event)
+        if batch:
+            self._take_pushes(batch)
+
+    def _take_pushes(self, batch: List[PushReceived]) -> None:
+        """Queue the pushes with the sink, then acknowledge them: an acknowledged push is
+        already safe.  Those the sink could not take are answered with an error instead."""
+        now = time.time()
+        notifications = [Notification.from_iq(event.element, now) for event in batch]
+        taken = self.sink.pushes_received(self, notifications)
+        core = self.core
+        assert core is not None
+        with self._lock:
+            for index, event in enumerate(batch):
+                core.acknowledge(event.iq_id, event.sender, index < taken)
+            try:
+                self._write(core.data_to_send())
+            except (OSError, Error) as exc:
+                log.debug("could not acknowledge pushes: %s", exc)
+                assert self.transport is not None
+                self.transport.shutdown()  # the reader sees the end on its next read
+        if taken < len(batch):
+            log.warning("notification queue full: refused %d push(es)", len(batch) - taken)
 
     def _deliver(self, event: Event) -> None:
         if isinstance(event, StanzaReceived):

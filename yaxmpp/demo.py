@@ -14,6 +14,12 @@ from .testing import FakeServer
 
 __all__ = ["run_demo"]
 
+SAMPLE_CHANGES = [
+    {"type": "new", "key": "/disk/Photos/cat.jpg", "fid": "1001", "size": "524288"},
+    {"type": "changed", "key": "disk:/Documents/notes.txt", "fid": "1002", "size": "2048"},
+    {"type": "deleted", "key": "/disk/old/report.pdf", "fid": "1003"},
+]
+
 
 class _StepPrinter(logging.Handler):
     """Prints the client's log records as numbered, readable steps."""
@@ -64,6 +70,15 @@ def run_demo(verbose: bool = False, out: TextIO = sys.stdout) -> int:
                 ping = session.ping()
                 session.wait_reply(ping)
                 out.write("  the server pinged (%s) and the client answered by itself\n" % ping)
+                out.write("  subscribed to Disk pushes: %s\n" % session.subscribed.is_set())
+                pushed = [session.push([change]) for change in SAMPLE_CHANGES]
+                for number, notification in enumerate(client.notifications(timeout=5), 1):
+                    for change in notification.changes:
+                        out.write("  change %d: %s %s (size %s, fid %s)\n" % (number, change.type, change.path, change.size, change.fid))
+                    if number == len(SAMPLE_CHANGES):
+                        break
+                acked = sum(session.wait_reply(iq_id).get("type") == "result" for iq_id in pushed)
+                out.write("  the client acknowledged %d of %d pushes\n" % (acked, len(pushed)))
                 out.write("  closing\n")
         out.write("done in %.2f s\n" % (time.monotonic() - started))
         return 0

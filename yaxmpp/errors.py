@@ -21,6 +21,7 @@ __all__ = [
     "IqError",
     "ConnectionLost",
     "ClientClosed",
+    "SubscribeError",
 ]
 
 
@@ -107,3 +108,10 @@ class ConnectionLost(Error):
 
 class ClientClosed(Error):
     """The operation needs an open connection, but the client was closed by the caller."""
+
+
+class SubscribeError(IqError):
+    """The Disk push subscription was refused; ``condition`` says why."""
+
+    def __init__(self, condition: str, type: Optional[str] = None, text: Optional[str] = None) -> None:
+        super().__init__("Disk push subscription", condition, type, text)

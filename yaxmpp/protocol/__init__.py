@@ -5,11 +5,13 @@
 """
 
 from .core import ClientProtocol, Step, VersionInfo
+from .disk import Change, Notification
 from .events import (
     Authenticated,
     Bound,
     Event,
     IqResponse,
+    PushReceived,
     RequestAnswered,
     SessionStarted,
     StanzaReceived,
@@ -23,6 +25,8 @@ from .sasl import Mechanism, XYandexOAuth
 
 __all__ = [
     "ClientProtocol",
+    "Change",
+    "Notification",
     "Step",
     "VersionInfo",
     "Event",
@@ -34,6 +38,7 @@ __all__ = [
     "RequestAnswered",
     "IqResponse",
     "StanzaReceived",
+    "PushReceived",
     "StreamClosed",
     "Limits",
     "StreamParser",

@@ -13,7 +13,7 @@ import base64
 import enum
 import itertools
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 from xml.etree.ElementTree import Element
 
 from ..errors import (
@@ -32,6 +32,7 @@ from .events import (
     Bound,
     Event,
     IqResponse,
+    PushReceived,
     RequestAnswered,
     SessionStarted,
     StanzaReceived,
@@ -142,6 +143,8 @@ class ClientProtocol:
         self._parser: Optional[StreamParser] = None
         self._out: List[bytes] = []
         self._close_sent = False
+        self._close_owed = False  # our close tag waits for push acknowledgements
+        self._unacked: Set[str] = set()
         self._server_closed = False
         self._pending: Dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -191,6 +194,22 @@ class ClientProtocol:
         """Queue one complete stanza, already serialised (e.g. an iq result)."""
         self._require_open()
         self._send(xml)
+
+    def acknowledge(self, iq_id: str, sender: Optional[str], accepted: bool = True) -> None:
+        """Answer a :class:`PushReceived`: an empty result, or, when the client could not take
+        it (``accepted=False``), an error ``resource-constraint`` of type ``wait``.
+
+        Does nothing once our ``</stream:stream>`` is out: nothing may follow it.
+        """
+        self._unacked.discard(iq_id)
+        if not iq_id or self._close_sent or self.step is Step.TLS:
+            return
+        if accepted:
+            self._send(stanzas.iq_result(sender, iq_id))
+        else:
+            self._send(stanzas.iq_error(sender, iq_id, "resource-constraint", "wait"))
+        if self._close_owed and not self._unacked:
+            self._send_close()
 
     def close(self) -> None:
         """Queue ``</stream:stream>``; the stream ends when the server answers with its own."""
@@ -305,7 +324,10 @@ class ClientProtocol:
         if self.step is Step.CLOSED:
             return
         if self.step is not Step.TLS:
-            self._send_close()
+            if self._unacked and not self._close_sent:
+                self._close_owed = True  # acknowledge() sends it after the last pending push
+            else:
+                self._send_close()
         self.step = Step.CLOSED
         self._pending.clear()
         events.append(StreamClosed(error))
@@ -434,13 +456,17 @@ class ClientProtocol:
             return
         if iq_type != "get" and iq_type != "set":
             return  # not a request: nothing to answer
-        if iq_id is None or self._close_sent:
-            return  # cannot be answered
-        if self.step is Step.CLOSED:
-            return
         sender = elem.get("from")
         child = elem[0] if len(elem) else None
         child_tag = child.tag if child is not None else None
+        if iq_type == "set" and child_tag == ns.DISK_QUERY:
+            # Delivered even when it cannot be acknowledged: received data is never dropped.
+            if iq_id is not None and not self._close_sent:
+                self._unacked.add(iq_id)
+            events.append(PushReceived(elem, iq_id or "", sender))
+            return
+        if iq_id is None or self._close_sent or self.step is Step.CLOSED:
+            return  # cannot be answered
         if iq_type == "get" and child_tag == ns.PING_TAG:
             self._send(stanzas.iq_result(sender, iq_id))
             events.append(RequestAnswered("ping", iq_id, sender))

@@ -18,6 +18,7 @@ __all__ = [
     "RequestAnswered",
     "IqResponse",
     "StanzaReceived",
+    "PushReceived",
     "StreamClosed",
 ]
 
@@ -88,6 +89,16 @@ class StanzaReceived(Event):
     """A stanza the core does not handle itself (messages, presences, other iqs)."""
 
     element: Element = field(compare=False)
+
+
+@dataclass(frozen=True)
+class PushReceived(Event):
+    """A Disk push (an iq ``set`` with ``<query xmlns="yandex:push:disk">``).  The core does not
+    answer it: the driver calls :meth:`ClientProtocol.acknowledge` once the push is safe."""
+
+    element: Element = field(compare=False)
+    iq_id: str = ""
+    sender: Optional[str] = None
 
 
 @dataclass(frozen=True)

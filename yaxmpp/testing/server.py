@@ -27,11 +27,12 @@ from xml.etree.ElementTree import Element
 
 from ..errors import Error
 from ..protocol import ns
+from ..protocol.disk import push_xml
 from ..protocol.parser import STREAM_END, StreamHeader, StreamParser
 from ..protocol.stanzas import escape_attr, escape_text
 from ..transport import Transport
 
-__all__ = ["FakeServer", "ServerSession", "CA_FILE", "CERT_FILE", "KEY_FILE"]
+__all__ = ["FakeServer", "ServerSession", "query_xml", "CA_FILE", "CERT_FILE", "KEY_FILE"]
 
 log = logging.getLogger("yaxmpp.testing")
 
@@ -42,6 +43,13 @@ CERT_FILE = os.path.join(_CERTS, "server.pem")
 KEY_FILE = os.path.join(_CERTS, "server-key.pem")
 
 WRITE_MODES = ("normal", "bytewise", "coalesced")
+
+
+def query_xml(changes: List[Dict[str, str]], attrs: Optional[Dict[str, str]] = None) -> str:
+    """A Disk push ``<query>`` with one ``<op>`` per change inside a ``<diff>``."""
+    head = "".join(' %s="%s"' % (k, escape_attr(v)) for k, v in (attrs or {}).items())
+    ops = "".join("<op%s/>" % "".join(' %s="%s"' % (k, escape_attr(str(v))) for k, v in op.items()) for op in changes)
+    return '<query xmlns="%s"%s><diff>%s</diff></query>' % (ns.DISK, head, ops)
 
 
 class ServerSession:
@@ -66,6 +74,7 @@ class ServerSession:
         self.stream_id: Optional[str] = None
         self.error: Optional[BaseException] = None
         self.session_started = threading.Event()
+        self.subscribed = threading.Event()  # the client subscribed to Disk pushes
         self.client_closed = threading.Event()  # the client sent </stream:stream>
         self.ended = threading.Event()  # the connection is gone
         self._replies: Dict[str, Element] = {}
@@ -74,6 +83,7 @@ class ServerSession:
         self._write_lock = threading.Lock()
         self._server_closed = False
         self._pings = itertools.count(1)
+        self._pushes = itertools.count(1)
 
     def __repr__(self) -> str:
         return "<ServerSession #%d jid=%r>" % (self.number, self.jid)
@@ -98,6 +108,39 @@ class ServerSession:
             % (self.server.domain, escape_attr(self.jid or ""), escape_attr(iq_id), ns.VERSION)
         )
         return iq_id
+
+    def push(
+        self,
+        changes: Optional[List[Dict[str, str]]] = None,
+        *,
+        xml: Optional[str] = None,
+        attrs: Optional[Dict[str, str]] = None,
+    ) -> str:
+        """Send one Disk push; returns its iq id (its acknowledgement: :meth:`wait_reply`).
+
+        ``changes`` is a list of ``op`` attribute dicts (``type``, ``key``, ``fid``, ``size``,
+        anything else); ``xml`` replaces the whole ``<query>`` with raw XML; ``attrs`` are
+        attributes of the ``query``.
+        """
+        iq_id = "push_%d" % next(self._pushes)
+        self.send(push_xml(iq_id, xml if xml is not None else query_xml(changes or [], attrs), self.server.domain, self.jid))
+        return iq_id
+
+    def push_many(self, count: int, changes: Optional[List[Dict[str, str]]] = None) -> List[str]:
+        """Send ``count`` pushes in as few writes as possible; returns their ids."""
+        ids = []
+        parts = []
+        query = query_xml(changes or [{"type": "new", "key": "/disk/file.txt", "fid": "1", "size": "1"}])
+        for _ in range(count):
+            iq_id = "push_%d" % next(self._pushes)
+            ids.append(iq_id)
+            parts.append(push_xml(iq_id, query, self.server.domain, self.jid))
+            if len(parts) >= 256:
+                self.send("".join(parts))
+                parts = []
+        if parts:
+            self.send("".join(parts))
+        return ids
 
     def wait_reply(self, iq_id: str, timeout: float = 5.0) -> Element:
         """Wait for the client's iq result/error with ``iq_id``; raises TimeoutError."""
@@ -162,7 +205,11 @@ class FakeServer:
     ``ask_version`` (send the version query after the session), ``ping_before_bind`` (ping
     between the post-auth features and the bind result), ``ping_interval`` (seconds of client
     silence before a ping; None: no periodic pings), ``answer_close`` (False: never answer the
-    client's ``</stream:stream>``), ``auth_failure`` (the SASL condition sent for a bad token).
+    client's ``</stream:stream>``), ``auth_failure`` (the SASL condition sent for a bad token),
+    ``subscribe_error`` (a stanza error condition to refuse the Disk subscription with).
+
+    Disk pushes: :meth:`push` sends one to every subscribed client (``session.push`` to one);
+    the clients' acknowledgements are recorded like every iq reply (``session.wait_reply``).
     """
 
     def __init__(
@@ -182,6 +229,7 @@ class FakeServer:
         ping_interval: Optional[float] = None,
         answer_close: bool = True,
         auth_failure: str = "not-authorized",
+        subscribe_error: Optional[str] = None,
         certfile: str = CERT_FILE,
         keyfile: str = KEY_FILE,
         cafile: str = CA_FILE,
@@ -200,6 +248,7 @@ class FakeServer:
         self.ping_interval = ping_interval
         self.answer_close = answer_close
         self.auth_failure = auth_failure
+        self.subscribe_error = subscribe_error
         self.cafile = cafile
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -271,6 +320,20 @@ class FakeServer:
             "domain": self.domain,
             "cafile": self.cafile,
         }
+
+    def push(
+        self,
+        changes: Optional[List[Dict[str, str]]] = None,
+        *,
+        xml: Optional[str] = None,
+        attrs: Optional[Dict[str, str]] = None,
+    ) -> List[Tuple[ServerSession, str]]:
+        """Send a Disk push to every subscribed client; returns (session, iq id) pairs."""
+        return [
+            (session, session.push(changes, xml=xml, attrs=attrs))
+            for session in list(self.sessions)
+            if session.subscribed.is_set() and not session.ended.is_set()
+        ]
 
     def wait_for_session(self, index: int = -1, timeout: float = 5.0) -> ServerSession:
         """Wait until a connection exists (the last one by default) and return it."""
@@ -485,6 +548,12 @@ class _Conversation:
                     % (escape_attr(iq_id), ns.BIND, escape_text(session.jid))
                 ).encode()
             )
+        elif child is not None and child.tag == ns.qname(ns.DISK, "s") and iq_type == "set":
+            if server.subscribe_error:
+                session.send(self.iq_error(iq_id, server.subscribe_error))
+            else:
+                session.send('<iq type="result" id="%s" from="%s"/>' % (escape_attr(iq_id), escape_attr(elem.get("to") or "")))
+                session.subscribed.set()
         elif child is not None and child.tag == ns.SESSION_TAG:
             session._write(
                 ('<iq type="result" id="%s"><session xmlns="%s"/></iq>' % (escape_attr(iq_id), ns.SESSION)).encode()
