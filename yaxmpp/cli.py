@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--domain", default="ya.ru", help=argparse.SUPPRESS)
     watch.add_argument("--resource", default="YaDisk-client", help="XMPP resource (default YaDisk-client)")
     watch.add_argument("--timeout", type=float, default=30.0, help="connect timeout in seconds (default 30)")
+    watch.add_argument("--compress", action="store_true", help="ask for zlib stream compression")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: with XML)")
 
@@ -145,6 +146,7 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         "domain": args.domain,
         "resource": args.resource or None,
         "timeout": args.timeout,
+        "compress": args.compress,
     }
     if args.host:
         options["host"] = args.host

@@ -62,6 +62,9 @@ class Client:
     dedicated thread.  At most ``max_pending`` received pushes wait for the consumer; pushes
     beyond that are refused (answered with an error, not acknowledged) and counted in
     :attr:`refused_notifications`.
+
+    ``compress=True`` asks for zlib stream compression (XEP-0138) when the server offers it,
+    never before TLS; if the server refuses, the client goes on uncompressed.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class Client:
         subscribe: bool = True,
         on_notification: Optional[Callable[[Notification], None]] = None,
         max_pending: int = 10000,
+        compress: bool = False,
     ) -> None:
         _check_text("login", login)
         _check_text("host", host)
@@ -114,6 +118,7 @@ class Client:
             ssl_context=ssl_context if ssl_context is not None else create_default_context(cafile),
             version=VersionInfo(client_name, client_version, client_os),
             limits=limits or Limits(),
+            compress=compress,
         )
         self.domain = domain
         self.number = next(_clients)
@@ -150,6 +155,12 @@ class Client:
         """The server port of the current connection (the STARTTLS or the direct-TLS port)."""
         conn = self._connection
         return conn.port if conn is not None else None
+
+    @property
+    def compressed(self) -> bool:
+        """True when the current stream is zlib-compressed (asked for with ``compress=True``)."""
+        conn = self._connection
+        return conn is not None and conn.transport is not None and conn.transport.compressed
 
     @property
     def refused_notifications(self) -> int:

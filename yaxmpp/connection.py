@@ -26,6 +26,7 @@ from .protocol.disk import Notification
 from .protocol.events import (
     Authenticated,
     Bound,
+    CompressionRequested,
     Event,
     IqResponse,
     PushReceived,
@@ -74,6 +75,7 @@ class Settings:
         ssl_context: ssl.SSLContext,
         version: VersionInfo,
         limits: Limits,
+        compress: bool = False,
     ) -> None:
         self.mechanism = mechanism
         self.host = host
@@ -85,6 +87,7 @@ class Settings:
         self.ssl_context = ssl_context
         self.version = version
         self.limits = limits
+        self.compress = compress
 
 
 class _Waiter:
@@ -134,7 +137,13 @@ class Connection:
         self.port = sock.getpeername()[1]
         transport = self.transport = Transport(sock)
         core = self.core = ClientProtocol(
-            s.mechanism, domain=s.domain, resource=s.resource, tls=direct_tls, version=s.version, limits=s.limits
+            s.mechanism,
+            domain=s.domain,
+            resource=s.resource,
+            tls=direct_tls,
+            version=s.version,
+            limits=s.limits,
+            compress=s.compress,
         )
         log.info("connected to %s port %d (%s)", s.host, self.port, "direct TLS" if direct_tls else "STARTTLS")
         if self._aborted:
@@ -155,6 +164,11 @@ class Connection:
                     if isinstance(event, TLSRequested):
                         self._handshake(deadline, event.leftover)
                         core.tls_established()
+                        self._write(core.data_to_send())
+                    elif isinstance(event, CompressionRequested):
+                        transport.start_compression()
+                        log.info("zlib compression on")
+                        core.compression_established()
                         self._write(core.data_to_send())
                     elif isinstance(event, StreamClosed):
                         raise event.error or ConnectionLost("the stream ended during negotiation")

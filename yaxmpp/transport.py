@@ -16,6 +16,7 @@ import ssl
 import threading
 from typing import Callable, List, Optional
 
+from .compression import Deflater, Inflater
 from .errors import TLSError
 
 __all__ = ["Transport"]
@@ -35,6 +36,8 @@ class Transport:
         self._outgoing: Optional[ssl.MemoryBIO] = None
         self._tls_lock = threading.Lock()  # guards the SSLObject and its BIOs
         self._send_lock = threading.Lock()  # keeps records in the order they were made
+        self._deflater: Optional[Deflater] = None
+        self._inflater: Optional[Inflater] = None
         self._shut = False
         self.bytes_received = 0
         self.bytes_sent = 0
@@ -42,6 +45,22 @@ class Transport:
     @property
     def tls_active(self) -> bool:
         return self._tls is not None
+
+    @property
+    def compressed(self) -> bool:
+        return self._inflater is not None
+
+    def start_compression(self, max_ratio: int = 200, leftover: bytes = b"") -> None:
+        """From now on both directions are one zlib stream each (XEP-0138).
+
+        ``leftover``: bytes already read that belong to the compressed stream.
+        """
+        with self._send_lock:
+            self._deflater = Deflater()
+            inflater = Inflater(max_ratio)
+            if leftover:
+                inflater.feed(leftover)
+            self._inflater = inflater
 
     @property
     def tls_version(self) -> Optional[str]:
@@ -110,7 +129,25 @@ class Transport:
     # -- data ----------------------------------------------------------------------------
 
     def recv(self) -> bytes:
-        """Block until plaintext arrives; ``b""`` at end of file (or TLS close)."""
+        """Block until data arrives; ``b""`` at end of file (or TLS close).
+
+        With compression on, returns inflated data in bounded pieces
+        (:class:`~yaxmpp.ProtocolError` for corrupt data or a bomb).
+        """
+        inflater = self._inflater
+        if inflater is None:
+            return self._recv_layer()
+        while True:
+            piece = inflater.next_piece()
+            if piece:
+                return piece
+            data = self._recv_layer()
+            if not data:
+                return b""
+            inflater.feed(data)
+
+    def _recv_layer(self) -> bytes:
+        """Plaintext from the socket, through TLS when it is on."""
         if self._tls is None:
             data = self.sock.recv(RECV_SIZE)
             self.bytes_received += len(data)
@@ -161,11 +198,21 @@ class Transport:
                 self.sock.sendall(data)
                 self.bytes_sent += len(data)
 
-    def send(self, data: bytes) -> None:
-        """Write all of ``data`` (encrypted when TLS is on); bounded by the socket timeout."""
+    def compress(self, data: bytes) -> bytes:
+        """``data`` as the compression layer would put it on the wire (unchanged when off).
+        For the stand-in server, which sends hand-split wire bytes with ``compress=False``."""
+        with self._send_lock:
+            return self._deflater.compress(data) if self._deflater is not None else data
+
+    def send(self, data: bytes, compress: bool = True) -> None:
+        """Write all of ``data`` (compressed and encrypted when those are on); bounded by the
+        socket timeout.  ``compress=False`` skips compression (the stand-in server uses it to
+        send hand-made zlib data)."""
         if not data:
             return
         with self._send_lock:
+            if compress and self._deflater is not None:
+                data = self._deflater.compress(data)
             if self._tls is not None:
                 with self._tls_lock:
                     try:

@@ -9,6 +9,7 @@ from .disk import Change, Notification
 from .events import (
     Authenticated,
     Bound,
+    CompressionRequested,
     Event,
     IqResponse,
     PushReceived,
@@ -32,6 +33,7 @@ __all__ = [
     "Event",
     "StreamOpened",
     "TLSRequested",
+    "CompressionRequested",
     "Authenticated",
     "Bound",
     "SessionStarted",

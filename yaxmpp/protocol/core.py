@@ -30,6 +30,7 @@ from . import ns, stanzas
 from .events import (
     Authenticated,
     Bound,
+    CompressionRequested,
     Event,
     IqResponse,
     PushReceived,
@@ -62,6 +63,8 @@ class Step(enum.Enum):
     FEATURES = "waiting for the stream features"
     STARTTLS = "waiting for <proceed/> after <starttls/>"
     TLS = "TLS handshake"
+    COMPRESS = "waiting for <compressed/> after <compress/>"
+    COMPRESSION = "starting zlib compression"
     AUTH = "waiting for the SASL result"
     BIND = "waiting for the resource binding result"
     SESSION = "waiting for the session result"
@@ -70,7 +73,10 @@ class Step(enum.Enum):
     CLOSED = "closed"
 
 
-_NEGOTIATING = frozenset({Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.AUTH, Step.BIND, Step.SESSION})
+_NEGOTIATING = frozenset(
+    {Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION}
+)
+_DRIVER_TURN = frozenset({Step.TLS, Step.COMPRESSION})  # the transport changes; nothing is written
 
 
 class VersionInfo:
@@ -114,7 +120,9 @@ class ClientProtocol:
             send(proto.data_to_send())
 
     ``tls`` says whether the transport is already TLS (the direct-TLS port).  The core never
-    sends credentials over a stream that is not TLS.
+    sends credentials over a stream that is not TLS.  With ``compress=True`` it asks for zlib
+    compression (XEP-0138) when the server offers it over TLS, before authentication or, if
+    only offered then, after it; :class:`CompressionRequested` tells the driver when to switch.
     """
 
     def __init__(
@@ -127,6 +135,7 @@ class ClientProtocol:
         version: Optional[VersionInfo] = None,
         limits: Optional[Limits] = None,
         lang: str = "en",
+        compress: bool = False,
     ) -> None:
         self.mechanism = mechanism
         self.domain = domain
@@ -135,6 +144,9 @@ class ClientProtocol:
         self.version = version or VersionInfo("yaxmpp", "0")
         self.limits = limits or Limits()
         self.lang = lang
+        self.compress = compress
+        self.compressed = False
+        self._compression_refused = False
         self.step = Step.STREAM
         self.authenticated = False
         self.jid: Optional[str] = None
@@ -177,6 +189,13 @@ class ClientProtocol:
         self.tls = True
         self._restart()
 
+    def compression_established(self) -> None:
+        """The driver switched both directions to zlib, as :class:`CompressionRequested` asked."""
+        if self.step is not Step.COMPRESSION:
+            raise LocalProtocolError("compression_established() outside the compression step (now: %s)" % self.step.name)
+        self.compressed = True
+        self._restart()
+
     def send_iq(self, iq_type: str, payload: str = "", to: Optional[str] = None) -> str:
         """Queue an iq ``get``/``set`` with ``payload`` (serialised XML); return its id.
 
@@ -202,7 +221,7 @@ class ClientProtocol:
         Does nothing once our ``</stream:stream>`` is out: nothing may follow it.
         """
         self._unacked.discard(iq_id)
-        if not iq_id or self._close_sent or self.step is Step.TLS:
+        if not iq_id or self._close_sent or self.step in _DRIVER_TURN:
             return
         if accepted:
             self._send(stanzas.iq_result(sender, iq_id))
@@ -215,7 +234,7 @@ class ClientProtocol:
         """Queue ``</stream:stream>``; the stream ends when the server answers with its own."""
         if self._close_sent or self.step is Step.CLOSED:
             return
-        if self.step is Step.TLS or self._parser is None:
+        if self.step in _DRIVER_TURN or self._parser is None:
             # Nothing can be written now; there is no open stream to close politely.
             self.step = Step.CLOSED
             return
@@ -241,8 +260,8 @@ class ClientProtocol:
         events: List[Event] = []
         if self.step is Step.CLOSED:
             return events
-        if self.step is Step.TLS:
-            raise LocalProtocolError("data fed to the core during the TLS handshake belongs to TLS")
+        if self.step in _DRIVER_TURN:
+            raise LocalProtocolError("data fed to the core while the driver must %s" % self.step.value)
         if self._parser is None:
             raise LocalProtocolError("receive_data() before initiate()")
         if not data:
@@ -272,6 +291,12 @@ class ClientProtocol:
                 if self.step is Step.TLS:
                     events.append(TLSRequested(rest))
                     return events
+                if self.step is Step.COMPRESSION:
+                    if rest:
+                        # The server cannot have compressed data for us before our new header.
+                        raise ProtocolError("%d plain bytes after <compressed/>" % len(rest))
+                    events.append(CompressionRequested())
+                    return events
                 data = rest
         except Error as exc:
             self._end(events, exc)
@@ -291,8 +316,8 @@ class ClientProtocol:
     def _require_open(self) -> None:
         if self._close_sent or self.step in (Step.CLOSED, Step.CLOSING):
             raise LocalProtocolError("the stream is closed")
-        if self.step is Step.TLS:
-            raise LocalProtocolError("nothing can be sent during the TLS handshake")
+        if self.step in _DRIVER_TURN:
+            raise LocalProtocolError("nothing can be sent while %s" % self.step.value)
 
     def _lost_error(self, what: str) -> ConnectionLost:
         if self.step is Step.ESTABLISHED:
@@ -323,7 +348,7 @@ class ClientProtocol:
         """Finish the stream: answer with our close tag if one is owed, emit StreamClosed."""
         if self.step is Step.CLOSED:
             return
-        if self.step is not Step.TLS:
+        if self.step not in _DRIVER_TURN:
             if self._unacked and not self._close_sent:
                 self._close_owed = True  # acknowledge() sends it after the last pending push
             else:
@@ -352,6 +377,8 @@ class ClientProtocol:
                 self._on_features(Features(elem))
             elif self.step is Step.STARTTLS:
                 self._on_starttls_answer(elem)
+            elif self.step is Step.COMPRESS:
+                self._on_compress_answer(elem)
             elif self.step is Step.AUTH:
                 self._on_auth_answer(elem, events)
             elif self.step in (Step.ESTABLISHED, Step.CLOSING, Step.BIND, Step.SESSION):
@@ -386,6 +413,9 @@ class ClientProtocol:
             self._out.append(stanzas.STARTTLS)
             xml_log.debug("SEND %s", stanzas.STARTTLS.decode())
             self.step = Step.STARTTLS
+        elif self.compress and not self.compressed and not self._compression_refused and "zlib" in features.compression:
+            self._send(stanzas.COMPRESS_ZLIB)
+            self.step = Step.COMPRESS
         elif not self.authenticated:
             name = self.mechanism.name
             # The seed's server lists no mechanism at all; an empty or missing list still gets
@@ -410,6 +440,18 @@ class ClientProtocol:
             raise TLSError("the server refused STARTTLS")
         else:
             raise ProtocolError("expected <proceed/>, got <%s>" % elem.tag)
+
+    def _on_compress_answer(self, elem: Element) -> None:
+        if elem.tag == ns.COMPRESSED:
+            self.step = Step.COMPRESSION
+        elif elem.tag == ns.COMPRESS_FAILURE:
+            condition, _ = _error_condition(elem, ns.COMPRESS)
+            logging.getLogger("yaxmpp").warning("the server refused compression (%s); going on uncompressed", condition)
+            self._compression_refused = True
+            assert self.features is not None
+            self._on_features(self.features)
+        else:
+            raise ProtocolError("expected <compressed/>, got <%s>" % elem.tag)
 
     def _on_auth_answer(self, elem: Element, events: List[Event]) -> None:
         tag = elem.tag

@@ -12,6 +12,7 @@ __all__ = [
     "Event",
     "StreamOpened",
     "TLSRequested",
+    "CompressionRequested",
     "Authenticated",
     "Bound",
     "SessionStarted",
@@ -44,6 +45,12 @@ class TLSRequested(Event):
     they belong to the TLS layer and must be fed to it first."""
 
     leftover: bytes = b""
+
+
+@dataclass(frozen=True)
+class CompressionRequested(Event):
+    """The server said ``<compressed/>``: the driver must switch both directions of the
+    transport to zlib, then call :meth:`ClientProtocol.compression_established`."""
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ def stream_header(domain: str, lang: str = "en") -> bytes:
 
 STREAM_CLOSE = b"</stream:stream>"
 STARTTLS = ('<starttls xmlns="%s"/>' % ns.TLS).encode()
+COMPRESS_ZLIB = '<compress xmlns="%s"><method>zlib</method></compress>' % ns.COMPRESS
 
 
 def auth(mechanism: str, payload_b64: Optional[str]) -> str:

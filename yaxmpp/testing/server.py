@@ -68,6 +68,7 @@ class ServerSession:
         self.stanzas: List[Element] = []
         self.headers: List[Dict[str, str]] = []
         self.tls = direct_tls
+        self.compressed = False
         self.authenticated = False
         self.login: Optional[str] = None
         self.jid: Optional[str] = None
@@ -94,6 +95,14 @@ class ServerSession:
         """Write raw XML to the client now (from any thread)."""
         data = xml.encode("utf-8") if isinstance(xml, str) else xml
         self._write(data, flush=True)
+
+    def send_wire(self, data: bytes) -> None:
+        """Write bytes below the compression layer (still inside TLS): for hand-made zlib data."""
+        with self._write_lock:
+            try:
+                self.transport.send(data, compress=False)
+            except (OSError, Error):
+                self.transport.shutdown()
 
     def ping(self) -> str:
         """Send a XEP-0199 ping as in the seed; returns its id (see :meth:`wait_reply`)."""
@@ -184,8 +193,9 @@ class ServerSession:
             return
         try:
             if self.server.write_mode == "bytewise":
-                for i in range(len(data)):
-                    self.transport.send(data[i : i + 1])
+                wire = self.transport.compress(data)  # split what goes on the wire, not the XML
+                for i in range(len(wire)):
+                    self.transport.send(wire[i : i + 1], compress=False)
             else:
                 self.transport.send(data)
         except (OSError, Error):
@@ -207,6 +217,11 @@ class FakeServer:
     silence before a ping; None: no periodic pings), ``answer_close`` (False: never answer the
     client's ``</stream:stream>``), ``auth_failure`` (the SASL condition sent for a bad token),
     ``subscribe_error`` (a stanza error condition to refuse the Disk subscription with).
+
+    Compression (XEP-0138): zlib is offered as the seed shows (``compression=False``: never);
+    ``compression_after_auth`` offers it only after authentication (as ejabberd does);
+    ``compression_failure`` refuses it with that condition (``setup-failed``...);
+    ``after_compressed`` are plain bytes sent right after ``<compressed/>`` (a broken server).
 
     Disk pushes: :meth:`push` sends one to every subscribed client (``session.push`` to one);
     the clients' acknowledgements are recorded like every iq reply (``session.wait_reply``).
@@ -230,6 +245,10 @@ class FakeServer:
         answer_close: bool = True,
         auth_failure: str = "not-authorized",
         subscribe_error: Optional[str] = None,
+        compression: bool = True,
+        compression_after_auth: bool = False,
+        compression_failure: Optional[str] = None,
+        after_compressed: bytes = b"",
         certfile: str = CERT_FILE,
         keyfile: str = KEY_FILE,
         cafile: str = CA_FILE,
@@ -249,6 +268,10 @@ class FakeServer:
         self.answer_close = answer_close
         self.auth_failure = auth_failure
         self.subscribe_error = subscribe_error
+        self.compression = compression
+        self.compression_after_auth = compression_after_auth
+        self.compression_failure = compression_failure
+        self.after_compressed = after_compressed
         self.cafile = cafile
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -403,17 +426,18 @@ class FakeServer:
         ).encode()
 
     def _features(self, session: ServerSession) -> bytes:
+        offer_zlib = self.compression and not session.compressed
+        if offer_zlib and self.compression_after_auth:
+            offer_zlib = session.authenticated
+        zlib = '<compression xmlns="%s"><method>zlib</method></compression>' % ns.COMPRESS_FEATURE if offer_zlib else ""
         if session.authenticated:
-            body = '<bind xmlns="%s"/><session xmlns="%s"/>' % (ns.BIND, ns.SESSION)
+            body = zlib + '<bind xmlns="%s"/><session xmlns="%s"/>' % (ns.BIND, ns.SESSION)
         elif session.tls:
-            body = (
-                '<compression xmlns="%s"><method>zlib</method></compression>'
-                '<mechanisms xmlns="%s"><mechanism>X-YANDEX-OAUTH</mechanism></mechanisms>'
-            ) % (ns.COMPRESS_FEATURE, ns.SASL)
+            body = zlib + '<mechanisms xmlns="%s"><mechanism>X-YANDEX-OAUTH</mechanism></mechanisms>' % ns.SASL
         else:
             body = (
                 ('<starttls xmlns="%s"/>' % ns.TLS if self.offer_starttls else "")
-                + '<compression xmlns="%s"><method>zlib</method></compression>' % ns.COMPRESS_FEATURE
+                + zlib
                 + '<mechanisms xmlns="%s"/>' % ns.SASL
             )
         return ("<stream:features>%s</stream:features>" % body).encode()
@@ -502,6 +526,17 @@ class _Conversation:
             self.transport.start_tls(server.context, None, self.pending, server_side=True)
             self.pending = b""
             session.tls = True
+            self.restart()
+        elif tag == ns.qname(ns.COMPRESS, "compress") and not session.compressed:
+            method = elem.findtext(ns.qname(ns.COMPRESS, "method"))
+            if server.compression_failure or method != "zlib":
+                condition = server.compression_failure or "unsupported-method"
+                session.send('<failure xmlns="%s"><%s/></failure>' % (ns.COMPRESS, condition))
+                return True
+            session.send(('<compressed xmlns="%s"/>' % ns.COMPRESS).encode() + server.after_compressed)
+            self.transport.start_compression(leftover=self.pending)
+            self.pending = b""
+            session.compressed = True
             self.restart()
         elif tag == ns.qname(ns.SASL, "auth"):
             if not self.check_auth(elem):

@@ -1,0 +1,70 @@
+"""zlib stream compression (XEP-0138) for the transport, with guards against bombs.
+
+One zlib stream per direction per connection.  Outgoing data is flushed with
+``Z_SYNC_FLUSH`` after every write, so the server can parse each stanza at once.  Incoming
+data is inflated in pieces of at most :data:`PIECE` bytes (``decompress(data, max_length)``),
+so what is buffered stays small, and the output may not outgrow the input by more than
+``max_ratio`` (a zlib bomb expands about 1000 times; XMPP traffic 5 to 60 times): past that,
+or on corrupt data, :class:`~yaxmpp.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from .errors import ProtocolError
+
+__all__ = ["Deflater", "Inflater", "PIECE"]
+
+PIECE = 65536  # the most inflated bytes produced in one step
+BUDGET_CAP = 16 << 20  # the expansion allowance never banks more than this
+
+
+class Deflater:
+    """Compresses outgoing writes; each result is complete and parseable by the peer."""
+
+    def __init__(self, level: int = 6) -> None:
+        self._z = zlib.compressobj(level)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH)
+
+
+class Inflater:
+    """Inflates the incoming zlib stream piece by piece, within an expansion budget."""
+
+    def __init__(self, max_ratio: int = 200) -> None:
+        self._z = zlib.decompressobj()
+        self._tail = b""  # compressed input not inflated yet
+        self._budget = 0
+        self.max_ratio = max_ratio
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    @property
+    def pending(self) -> bool:
+        """Compressed input is waiting to be inflated."""
+        return bool(self._tail)
+
+    def feed(self, data: bytes) -> None:
+        self._tail = self._tail + data if self._tail else data
+        self.bytes_in += len(data)
+        self._budget = min(self._budget + len(data) * self.max_ratio, BUDGET_CAP)
+
+    def next_piece(self) -> bytes:
+        """The next at most :data:`PIECE` inflated bytes (``b""`` when more input is needed)."""
+        if not self._tail:
+            return b""
+        try:
+            out = self._z.decompress(self._tail, PIECE)
+        except zlib.error as exc:
+            self._tail = b""
+            raise ProtocolError("corrupt zlib data from server: %s" % exc) from None
+        self._tail = self._z.unconsumed_tail
+        if self._z.eof:
+            raise ProtocolError("the server ended its zlib stream")
+        self._budget -= len(out)
+        self.bytes_out += len(out)
+        if self._budget < 0:
+            raise ProtocolError("zlib data expands more than %d times: refusing a compression bomb" % self.max_ratio)
+        return out
