@@ -14,6 +14,11 @@ stand-in for push.xmpp.yandex.ru.
 
 __version__ = "0.1.0"
 
+import logging as _logging  # noqa: E402
+
+# A library logs; the application decides where it goes (no "lastResort" output by default).
+_logging.getLogger("yaxmpp").addHandler(_logging.NullHandler())
+
 from .client import DEFAULT_HOST, Client  # noqa: E402
 from .errors import (  # noqa: E402
     AuthError,
@@ -30,6 +35,7 @@ from .errors import (  # noqa: E402
     TLSError,
 )
 from .protocol.disk import Change, Notification  # noqa: E402
+from .policy import Reconnect  # noqa: E402
 from .protocol.limits import Limits  # noqa: E402
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "Client",
     "DEFAULT_HOST",
     "Limits",
+    "Reconnect",
     "Notification",
     "Change",
     "SubscribeError",

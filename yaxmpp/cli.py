@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -131,14 +132,18 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         token = _read_token(args)
     except OSError as exc:
         return _fail(EXIT_USAGE, "cannot read the token file: %s" % (exc.strerror or exc), err)
+    except UnicodeDecodeError:
+        return _fail(EXIT_USAGE, "the token file is not UTF-8 text", err)
     if not token:
         return _fail(EXIT_USAGE, "no token: use --token-file or set %s" % TOKEN_ENV, err)
+    logger = logging.getLogger("yaxmpp")
     if args.verbose:
         handler = logging.StreamHandler(err)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger = logging.getLogger("yaxmpp")
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+    else:
+        logger.propagate = False  # errors are reported once, on one line, by the command itself
     options: Dict[str, Any] = {
         "port": args.port,
         "tls_port": args.tls_port,
@@ -147,13 +152,18 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         "resource": args.resource or None,
         "timeout": args.timeout,
         "compress": args.compress,
+        "reconnect": yaxmpp.Reconnect(),
     }
     if args.host:
         options["host"] = args.host
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    client = None
     try:
         client = yaxmpp.Client(args.login, token, **options)
+    except (ValueError, TypeError) as exc:
+        return _fail(EXIT_USAGE, str(exc), err)
+    except (OSError, ssl.SSLError) as exc:
+        return _fail(EXIT_USAGE, "cannot load the CA file %s: %s" % (args.cafile, getattr(exc, "strerror", None) or exc), err)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
         client.connect()
         for notification in client.notifications():
             for record in change_records(notification):
@@ -162,8 +172,6 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         return EXIT_OK
     except (KeyboardInterrupt, _Stop):
         return EXIT_OK
-    except ValueError as exc:
-        return _fail(EXIT_USAGE, str(exc), err)
     except yaxmpp.AuthError as exc:
         return _fail(EXIT_AUTH, str(exc), err)
     except (yaxmpp.ConnectError, yaxmpp.TLSError, yaxmpp.Timeout, yaxmpp.ConnectionLost) as exc:
@@ -171,15 +179,27 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     except yaxmpp.Error as exc:
         return _fail(EXIT_ERROR, str(exc), err)
     except BrokenPipeError:
-        return EXIT_OK  # the reader of our output went away (e.g. `| head`)
+        _silence(out)  # the reader of our output went away (e.g. `| head`): not an error
+        return EXIT_OK
+    except UnicodeEncodeError as exc:
+        return _fail(EXIT_ERROR, "cannot write a change to the output: %s" % exc.reason, err)
     finally:
-        if client is not None:
-            try:
-                client.close()
-            except (KeyboardInterrupt, _Stop):
-                pass
+        try:
+            client.close()
+        except (KeyboardInterrupt, _Stop):
+            pass
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _silence(out: TextIO) -> None:
+    """Point ``out`` at /dev/null so the interpreter's flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _main_thread() -> bool:

@@ -13,9 +13,12 @@ from xml.etree.ElementTree import Element
 from . import __version__
 from .connection import Connection, Settings
 from .deadline import Deadline
-from .dispatcher import Dispatcher
-from .errors import ClientClosed, Error, IqError, SubscribeError, Timeout
+from .dial import parse_host_port
+from .dispatcher import Call, Dispatcher
+from .errors import ClientClosed, Error, IqError, StreamError, SubscribeError, Timeout
 from .inbox import Inbox
+from .policy import Reconnect
+from .supervisor import Supervisor
 from .protocol.core import VersionInfo
 from .protocol.disk import Notification, subscribe_payload, subscribe_target
 from .protocol.limits import Limits
@@ -65,6 +68,14 @@ class Client:
 
     ``compress=True`` asks for zlib stream compression (XEP-0138) when the server offers it,
     never before TLS; if the server refuses, the client goes on uncompressed.
+
+    Staying connected: after ``keepalive`` seconds without a byte from the server the client
+    pings it, and if nothing arrives within ``keepalive_timeout`` more the connection counts
+    as broken.  With ``reconnect=yaxmpp.Reconnect(...)`` a broken connection is re-established
+    (and re-subscribed) in the background; ``notifications()`` and ``on_notification`` carry
+    on across reconnects.  ``on_connect(client)`` and ``on_disconnect(error)`` report each
+    transition (``error`` is None after ``close()``); like ``on_notification`` they run on the
+    dispatcher thread, never on the reader.
     """
 
     def __init__(
@@ -88,6 +99,12 @@ class Client:
         on_notification: Optional[Callable[[Notification], None]] = None,
         max_pending: int = 10000,
         compress: bool = False,
+        reconnect: Optional[Reconnect] = None,
+        keepalive: Optional[float] = 60.0,
+        keepalive_timeout: float = 20.0,
+        on_connect: Optional[Callable[["Client"], None]] = None,
+        on_disconnect: Optional[Callable[[Optional[Error]], None]] = None,
+        max_redirects: int = 3,
     ) -> None:
         _check_text("login", login)
         _check_text("host", host)
@@ -102,6 +119,12 @@ class Client:
             raise ValueError("port and tls_port cannot both be None")
         if not isinstance(timeout, (int, float)) or not timeout > 0 or math.isinf(timeout):
             raise ValueError("timeout must be a positive number of seconds")
+        if keepalive is not None and not keepalive > 0:
+            raise ValueError("keepalive must be a positive number of seconds, or None")
+        if not keepalive_timeout > 0:
+            raise ValueError("keepalive_timeout must be a positive number of seconds")
+        if reconnect is not None and not isinstance(reconnect, Reconnect):
+            raise TypeError("reconnect must be a yaxmpp.Reconnect policy or None")
         if resource == "":
             raise ValueError("resource must be a non-empty string, or None to let the server choose")
         self.login = login
@@ -119,14 +142,29 @@ class Client:
             version=VersionInfo(client_name, client_version, client_os),
             limits=limits or Limits(),
             compress=compress,
+            keepalive=keepalive,
+            keepalive_timeout=keepalive_timeout,
         )
         self.domain = domain
         self.number = next(_clients)
         self._subscribe_on_connect = subscribe
         self._on_notification = on_notification
-        self._inbox: Inbox[Notification] = Inbox(max_pending)
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._reconnect = reconnect
+        self._max_redirects = max_redirects
+        self._inbox: Inbox[Any] = Inbox(max_pending)
         self._inbox.end(ClientClosed("the client is not connected"))
+        # Callbacks run on the dispatcher thread, fed by the notification inbox when
+        # on_notification is set (so they keep their order), else by an inbox of their own.
+        self._calls: Optional[Inbox[Any]] = None
+        if on_notification is not None:
+            self._calls = self._inbox
+        elif on_connect is not None or on_disconnect is not None:
+            self._calls = Inbox(1)
         self._dispatcher: Optional[Dispatcher] = None
+        self._supervisor: Optional[Supervisor] = None
+        self._closed = False
         self._lock = threading.Lock()
         self._connection: Optional[Connection] = None
 
@@ -180,10 +218,11 @@ class Client:
     # -- life ----------------------------------------------------------------------------
 
     def connect(self, timeout: Optional[float] = None) -> "Client":
-        """Connect and open the session within ``timeout`` (default: the client's ``timeout``).
+        """Connect, open the session and subscribe within ``timeout`` (default: the client's).
 
-        Returns the client.  On failure raises a :class:`yaxmpp.Error` subclass and leaves no
-        socket or thread behind.  Calling it while connected does nothing.
+        Follows ``see-other-host`` redirects (at most ``max_redirects``).  Returns the client.
+        On failure raises a :class:`yaxmpp.Error` subclass and leaves no socket or thread
+        behind.  Calling it while connected does nothing.
         """
         deadline = Deadline(self.timeout if timeout is None else timeout)
         with self._lock:
@@ -192,23 +231,72 @@ class Client:
                 if current.core is not None and current.core.established:
                     return self
                 raise Error("connect() is already in progress in another thread")
-            connection = Connection(self._settings, self)
-            self._connection = connection
+            self._closed = False
             self._inbox.reopen()
-        try:
-            connection.open(deadline)
-            if self._subscribe_on_connect:
-                self._subscribe(connection, deadline)
-        except BaseException:
-            connection.close(Deadline(min(1.0, deadline.remaining() or 0.0)))
-            with self._lock:
-                if self._connection is connection:
-                    self._connection = None
-            raise
-        if self._on_notification is not None and (self._dispatcher is None or not self._dispatcher.alive):
-            self._dispatcher = Dispatcher(self._inbox, self._on_notification, "yaxmpp-dispatch-%d" % self.number)
+            if self._calls is not self._inbox and self._calls is not None:
+                self._calls.reopen()
+        connection = self._open(deadline, None)
+        if self._calls is not None and (self._dispatcher is None or not self._dispatcher.alive):
+            self._dispatcher = Dispatcher(self._calls, self._on_notification, "yaxmpp-dispatch-%d" % self.number)
             self._dispatcher.start()
+        self._post(self._on_connect, self)
+        if self._reconnect is not None:
+            supervisor = Supervisor(self, self._reconnect, connection, "yaxmpp-reconnect-%d" % self.number)
+            with self._lock:
+                previous, self._supervisor = self._supervisor, supervisor
+            if previous is not None:
+                previous.stop()
+                previous.join(1.0)
+            supervisor.start()
         return self
+
+    def _open(self, deadline: Deadline, redirect: Optional[str]) -> Connection:
+        """One connect: dial, negotiate, subscribe; follow redirects; clean up on failure."""
+        settings = self._settings
+        redirects = 0
+        while True:
+            if redirect is not None:
+                host, port = parse_host_port(redirect)
+                settings = self._settings.redirected(host, port)
+                log.info("redirected to %s", redirect)
+            connection = Connection(settings, self)
+            with self._lock:
+                if self._closed:
+                    raise ClientClosed("the client was closed")
+                self._connection = connection
+            try:
+                connection.open(deadline)
+                if self._subscribe_on_connect:
+                    self._subscribe(connection, deadline)
+                return connection
+            except BaseException as exc:
+                connection.close(Deadline(min(1.0, deadline.remaining() or 0.0)))
+                with self._lock:
+                    if self._connection is connection:
+                        self._connection = None
+                other = exc.other_host if isinstance(exc, StreamError) else None
+                if other is None or redirects >= self._max_redirects:
+                    raise
+                redirects += 1
+                redirect = other
+
+    def _reopen(self, redirect: Optional[str]) -> Connection:
+        """A reconnect, from the supervisor thread."""
+        connection = self._open(Deadline(self.timeout), redirect)
+        log.info("reconnected as %s", connection.core.jid if connection.core is not None else None)
+        self._post(self._on_connect, self)
+        return connection
+
+    def _give_up(self, error: Optional[Error]) -> None:
+        """The reconnect policy gave up: the consumer learns why."""
+        self._inbox.end(error)
+        if self._calls is not None and self._calls is not self._inbox:
+            self._calls.end(error)
+
+    def _post(self, function: Optional[Callable[..., Any]], *args: Any) -> None:
+        """Run a lifecycle callback on the dispatcher thread (never on the reader)."""
+        if function is not None and self._calls is not None:
+            self._calls.put_control(Call(function, *args))
 
     def subscribe(self, timeout: Optional[float] = None) -> None:
         """Subscribe to Disk pushes (done by ``connect()`` unless ``subscribe=False``).
@@ -261,18 +349,28 @@ class Client:
         """End the stream and the connection within ``timeout`` (default: the client's).
 
         Sends ``</stream:stream>``, waits for the server's, closes the socket and joins the
-        reader thread.  Idempotent and safe from any thread; also stops a ``connect()`` in
-        progress in another thread, which then raises :class:`yaxmpp.ClientClosed`.
+        reader thread, then lets queued callbacks finish (within what is left of the timeout)
+        and joins their thread.  Stops reconnecting, also during a backoff wait.  Idempotent
+        and safe from any thread, callbacks included; also stops a ``connect()`` in progress
+        in another thread, which then raises :class:`yaxmpp.ClientClosed`.
         """
         deadline = Deadline(self.timeout if timeout is None else timeout)
         with self._lock:
+            self._closed = True
             connection = self._connection
+            supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.stop()
         if connection is not None:
             if connection.opened:
                 connection.close(deadline)
             else:
                 connection.abort()  # connect() in another thread raises ClientClosed
+        if supervisor is not None:
+            supervisor.join(max(0.5, deadline.remaining() or 0.0))
         self._inbox.end(None)
+        if self._calls is not None and self._calls is not self._inbox:
+            self._calls.end(None)
         dispatcher = self._dispatcher
         if dispatcher is not None:
             dispatcher.join(max(0.5, deadline.remaining() or 0.0))
@@ -301,8 +399,13 @@ class Client:
         return self._inbox.put_many(notifications)
 
     def connection_ended(self, connection: Connection, error: Optional[Error]) -> None:
-        if connection is self._connection:
-            self._inbox.end(error)
+        if connection is not self._connection:
+            return
+        self._post(self._on_disconnect, error)
+        if error is not None and self._reconnect is None:
+            self._give_up(error)  # no reconnecting: the consumer learns why it ended
+        # With a reconnect policy the supervisor (started by connect(), perhaps only after
+        # this very connection ended) takes it from here.
 
     def _require_connection(self) -> Connection:
         connection = self._connection

@@ -58,6 +58,8 @@ log = logging.getLogger("yaxmpp")
 
 _numbers = itertools.count(1)
 
+KEEPALIVE_PING = '<ping xmlns="urn:xmpp:ping"/>'
+
 
 class Settings:
     """Everything a connection needs to know, fixed when the client is made."""
@@ -76,6 +78,8 @@ class Settings:
         version: VersionInfo,
         limits: Limits,
         compress: bool = False,
+        keepalive: Optional[float] = 60.0,
+        keepalive_timeout: float = 20.0,
     ) -> None:
         self.mechanism = mechanism
         self.host = host
@@ -88,6 +92,18 @@ class Settings:
         self.version = version
         self.limits = limits
         self.compress = compress
+        self.keepalive = keepalive
+        self.keepalive_timeout = keepalive_timeout
+
+    def redirected(self, host: str, port: Optional[int]) -> "Settings":
+        """These settings for another host (a ``see-other-host`` redirect).  A port named by
+        the redirect is used as the STARTTLS port, without fallback."""
+        other = Settings.__new__(Settings)
+        other.__dict__.update(self.__dict__)
+        other.host = host
+        if port is not None:
+            other.port, other.tls_port = port, None
+        return other
 
 
 class _Waiter:
@@ -124,6 +140,8 @@ class Connection:
         self._end_error: Optional[Error] = None
         self._closing = False  # close() was called
         self._aborted = False  # abort() was called while opening
+        self.established_at: Optional[float] = None  # time.monotonic() when the session opened
+        self.ended_at: Optional[float] = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -183,10 +201,12 @@ class Connection:
             if error is exc:
                 raise
             raise error from None
-        transport.set_timeout(s.timeout)
-        self._reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
+        self.established_at = time.monotonic()
+        transport.set_timeout(s.keepalive or s.timeout)
+        reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
         self._deliver_all(early)
-        self._reader.start()
+        self._reader = reader
+        reader.start()
 
     def _opening_error(self, exc: BaseException, deadline: Deadline) -> BaseException:
         step = self.core.step.value if self.core is not None else "connecting"
@@ -268,19 +288,58 @@ class Connection:
     def end_error(self) -> Optional[Error]:
         return self._end_error
 
+    def uptime(self) -> float:
+        """Seconds the session was (or has been) open; 0 if it never opened."""
+        if self.established_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.established_at
+
+    def wait_ended(self, timeout: Optional[float] = None) -> bool:
+        return self._ended.wait(timeout)
+
+    def _keepalive(self, waiting: bool) -> List[Event]:
+        """The socket was silent for a keepalive period: ping the server, or, if a ping is
+        already out and still nothing came, declare the connection dead."""
+        core, transport, s = self.core, self.transport, self.settings
+        assert core is not None and transport is not None and s.keepalive is not None
+        with self._lock:
+            if waiting:
+                return core.connection_lost(
+                    ConnectionLost("the server did not answer for %gs after a keepalive ping" % s.keepalive_timeout)
+                )
+            if not core.established:
+                return []
+            core.send_iq("get", KEEPALIVE_PING, s.domain)
+            try:
+                self._write(core.data_to_send())
+            except (OSError, Error) as exc:
+                return core.connection_lost(self._lost(exc))
+        transport.set_timeout(s.keepalive_timeout)
+        return []
+
     def _run(self) -> None:
-        core, transport = self.core, self.transport
+        core, transport, s = self.core, self.transport, self.settings
         assert core is not None and transport is not None
+        pinged = False  # a keepalive ping is out and nothing has arrived since
         try:
             while not core.closed:
                 try:
                     data = transport.recv()
                 except socket.timeout:
+                    if s.keepalive is None:
+                        continue
+                    events = self._keepalive(pinged)
+                    pinged = True
+                    self._deliver_all(events)
                     continue
                 except (OSError, Error) as exc:
                     with self._lock:
                         events = core.connection_lost(self._lost(exc))
                 else:
+                    if pinged:
+                        pinged = False
+                        transport.set_timeout(s.keepalive)
                     with self._lock:
                         events = core.receive_data(data)
                         try:
@@ -296,6 +355,7 @@ class Connection:
                 self._deliver(event)
         finally:
             transport.close(polite=True)
+            self.ended_at = time.monotonic()
             self._ended.set()
 
     def _lost(self, exc: BaseException) -> Error:
@@ -424,6 +484,11 @@ class Connection:
         self._closing = True
         reader = self._reader
         if reader is None:
+            return
+        if reader.ident is None:  # interrupted (e.g. by a signal) between open() and start()
+            assert self.transport is not None
+            self.transport.close(polite=False)
+            self._ended.set()
             return
         if not self._ended.is_set():
             self._send_close(deadline)

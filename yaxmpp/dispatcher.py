@@ -1,8 +1,9 @@
-"""The thread that runs the user's ``on_notification`` callback, away from the reader.
+"""The thread that runs the user's callbacks, away from the reader.
 
-A callback that blocks for minutes delays only the notifications after it, never the reader
-thread and so never a ping reply.  An exception in a callback is logged and the next
-notification is delivered as usual.
+``on_notification``, ``on_connect`` and ``on_disconnect`` all run here, one at a time, in the
+order their events happened.  A callback that blocks for minutes delays only the callbacks
+after it, never the reader thread and so never a ping reply.  An exception in a callback is
+logged and the next callback runs as usual.
 """
 
 from __future__ import annotations
@@ -14,15 +15,26 @@ from typing import Any, Callable, Optional
 from .errors import Error
 from .inbox import Inbox
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "Call"]
 
 log = logging.getLogger("yaxmpp")
 
 
-class Dispatcher:
-    """Takes items from an inbox in order and calls ``callback`` with each, until it ends."""
+class Call:
+    """A queued callback invocation (``on_connect``, ``on_disconnect``)."""
 
-    def __init__(self, inbox: Inbox, callback: Callable[[Any], None], name: str) -> None:
+    __slots__ = ("function", "args")
+
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
+        self.function = function
+        self.args = args
+
+
+class Dispatcher:
+    """Takes items from an inbox in order, until it ends: a :class:`Call` is made as it is,
+    anything else is passed to ``callback``."""
+
+    def __init__(self, inbox: Inbox, callback: Optional[Callable[[Any], None]], name: str) -> None:
         self.inbox = inbox
         self.callback = callback
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -37,9 +49,12 @@ class Dispatcher:
             except Error:
                 return  # the inbox ended: closed, or the connection is gone
             try:
-                self.callback(item)
+                if type(item) is Call:
+                    item.function(*item.args)
+                elif self.callback is not None:
+                    self.callback(item)
             except Exception:
-                log.exception("on_notification raised; the connection goes on")
+                log.exception("a callback raised; the connection goes on")
 
     @property
     def alive(self) -> bool:
@@ -51,6 +66,6 @@ class Dispatcher:
             return False
         self.thread.join(timeout)
         if self.thread.is_alive():
-            log.warning("on_notification is still running after close(); it will stop when it returns")
+            log.warning("a callback is still running after close(); its thread ends when it returns")
             return False
         return True

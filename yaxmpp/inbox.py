@@ -52,6 +52,12 @@ class Inbox(Generic[T]):
                 self._cond.notify_all()
         return taken
 
+    def put_control(self, item: T) -> None:
+        """Append ``item`` whatever the bound (a few control items, never notifications)."""
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
     def get(self, timeout: Optional[float] = None) -> T:
         """The next item.  Raises :class:`~yaxmpp.Timeout` when ``timeout`` passes first; once
         the inbox has ended and is empty, raises the reason it ended (``ClientClosed`` when

@@ -1,0 +1,82 @@
+"""The reconnect policy: when to try again after a connection ends, and when to give up."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Optional
+
+from .errors import AuthError, Error, StreamError
+
+__all__ = ["Reconnect"]
+
+#: Stream error conditions that another attempt would only repeat (or turn into a storm:
+#: ``conflict`` means another client took our resource; fighting back kicks it out in turn).
+FATAL_STREAM_CONDITIONS = frozenset({"not-authorized", "conflict", "host-unknown", "policy-violation"})
+
+
+class Reconnect:
+    """Capped exponential backoff with full jitter, in the spirit of urllib3's ``Retry``.
+
+    Attempt *n* (counting from 0) waits a random time between 0 and
+    ``min(maximum, initial * multiplier ** n)`` seconds.  The attempt count starts again only
+    after a session has stayed up for ``stable_after`` seconds, never on a bare TCP connect,
+    so a server that accepts and then drops every session cannot cause a reconnect storm.
+    ``max_attempts`` (None: no limit) caps consecutive failed attempts.  An
+    :class:`~yaxmpp.AuthError` is never retried (a bad token stays bad), nor are stream
+    errors whose condition another attempt would repeat (see :data:`FATAL_STREAM_CONDITIONS`).
+    """
+
+    __slots__ = ("initial", "maximum", "multiplier", "max_attempts", "stable_after", "_random")
+
+    def __init__(
+        self,
+        initial: float = 1.0,
+        maximum: float = 60.0,
+        multiplier: float = 2.0,
+        max_attempts: Optional[int] = None,
+        stable_after: float = 60.0,
+        rng: Optional[random.Random] = None,
+    ) -> None:
+        if initial < 0 or maximum < initial or multiplier < 1:
+            raise ValueError("need 0 <= initial <= maximum and multiplier >= 1")
+        if max_attempts is not None and max_attempts < 0:
+            raise ValueError("max_attempts cannot be negative")
+        if stable_after < 0:
+            raise ValueError("stable_after cannot be negative")
+        object.__setattr__(self, "initial", float(initial))
+        object.__setattr__(self, "maximum", float(maximum))
+        object.__setattr__(self, "multiplier", float(multiplier))
+        object.__setattr__(self, "max_attempts", max_attempts)
+        object.__setattr__(self, "stable_after", float(stable_after))
+        object.__setattr__(self, "_random", rng or random.Random())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Reconnect is immutable")
+
+    def cap(self, attempt: int) -> float:
+        """The longest wait before attempt number ``attempt`` (0-based)."""
+        try:
+            return min(self.maximum, self.initial * self.multiplier**attempt)
+        except OverflowError:
+            return self.maximum
+
+    def delay(self, attempt: int) -> float:
+        """A wait before attempt ``attempt``: uniform in [0, cap(attempt)] ("full jitter")."""
+        return self._random.uniform(0.0, self.cap(attempt))
+
+    def gives_up(self, attempt: int, error: Optional[Error]) -> bool:
+        """True when attempt ``attempt`` should not be made after ``error``."""
+        if isinstance(error, AuthError):
+            return True
+        if isinstance(error, StreamError) and error.condition in FATAL_STREAM_CONDITIONS:
+            return True
+        return self.max_attempts is not None and attempt >= self.max_attempts
+
+    def __repr__(self) -> str:
+        return "Reconnect(initial=%g, maximum=%g, multiplier=%g, max_attempts=%r, stable_after=%g)" % (
+            self.initial,
+            self.maximum,
+            self.multiplier,
+            self.max_attempts,
+            self.stable_after,
+        )
