@@ -316,6 +316,14 @@ class Client:
             raise Timeout("no answer to the Disk push subscription within %gs" % deadline.seconds) from None
         log.info("subscribed to Disk pushes for %s", to)
 
+    def request(self, payload: str, *, type: str = "get", to: Optional[str] = None, timeout: Optional[float] = None) -> Element:
+        """Send an iq ``get`` or ``set`` whose child is ``payload`` (serialised XML) and wait for
+        the answer, at most ``timeout`` (default: the client's).  Returns the result ``iq``
+        element; raises :class:`yaxmpp.IqError` for an error answer, :class:`yaxmpp.Timeout`
+        when none came.  Safe from any thread: stanzas never interleave on the wire."""
+        connection = self._require_connection()
+        return connection.request(type, payload, to, self.timeout if timeout is None else timeout)
+
     # -- notifications ---------------------------------------------------------------------
 
     def get_notification(self, timeout: Optional[float] = None) -> Notification:

@@ -83,6 +83,7 @@ class ServerSession:
         self._out: List[bytes] = []
         self._write_lock = threading.Lock()
         self._server_closed = False
+        self.muted = False
         self._pings = itertools.count(1)
         self._pushes = itertools.count(1)
 
@@ -98,6 +99,8 @@ class ServerSession:
 
     def send_wire(self, data: bytes) -> None:
         """Write bytes below the compression layer (still inside TLS): for hand-made zlib data."""
+        if self.muted:
+            return
         with self._write_lock:
             try:
                 self.transport.send(data, compress=False)
@@ -167,6 +170,10 @@ class ServerSession:
         self._server_closed = True
         self.send(b"</stream:stream>")
 
+    def mute(self) -> None:
+        """From now on send nothing at all (a dead peer that keeps the TCP connection open)."""
+        self.muted = True
+
     def drop(self) -> None:
         """Cut the TCP connection without any goodbye."""
         self.transport.shutdown()
@@ -189,7 +196,7 @@ class ServerSession:
     def _flush_locked(self) -> None:
         data = b"".join(self._out)
         self._out.clear()
-        if not data:
+        if not data or self.muted:
             return
         try:
             if self.server.write_mode == "bytewise":
@@ -603,6 +610,8 @@ class _Conversation:
             if server.write_mode == "coalesced":
                 session._write(server._ping_xml(session.jid, "ping_0").encode())
             session.session_started.set()
+        elif child is not None and child.tag == ns.PING_TAG and iq_type == "get":
+            session.send('<iq type="result" id="%s" from="%s"/>' % (escape_attr(iq_id), escape_attr(server.domain)))
         else:
             session.send(self.iq_error(iq_id, "service-unavailable"))
 
