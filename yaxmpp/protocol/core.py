@@ -158,6 +158,7 @@ class ClientProtocol:
         self._close_owed = False  # our close tag waits for push acknowledgements
         self._unacked: Set[str] = set()
         self._server_closed = False
+        self._header_seen = False  # the server's header of the current stream arrived
         self._pending: Dict[str, str] = {}
         self._ids = itertools.count(1)
         initial = mechanism.initial_response()
@@ -316,8 +317,9 @@ class ClientProtocol:
     def _require_open(self) -> None:
         if self._close_sent or self.step in (Step.CLOSED, Step.CLOSING):
             raise LocalProtocolError("the stream is closed")
-        if self.step in _DRIVER_TURN:
-            raise LocalProtocolError("nothing can be sent while %s" % self.step.value)
+        if self.step is not Step.ESTABLISHED:
+            # Never a stanza of ours before TLS, authentication and the session.
+            raise LocalProtocolError("stanzas can be sent once the session is open (now: %s)" % self.step.value)
 
     def _lost_error(self, what: str) -> ConnectionLost:
         if self.step is Step.ESTABLISHED:
@@ -326,6 +328,7 @@ class ClientProtocol:
 
     def _restart(self) -> None:
         self._parser = StreamParser(self.limits)
+        self._header_seen = False
         self.step = Step.STREAM
         self.features = None
         header = stanzas.stream_header(self.domain, self.lang)
@@ -389,8 +392,14 @@ class ClientProtocol:
             if xml_log.isEnabledFor(logging.DEBUG):
                 attrs = " ".join('%s="%s"' % (k.replace("{%s}" % ns.XML, "xml:"), v) for k, v in item.attrs.items())
                 xml_log.debug("RECV <stream:stream %s>", scrub(attrs, self._secrets))
+            if self.step is Step.CLOSING and not self._header_seen:
+                # close() came before the server's header: take it, and wait for its close.
+                self._header_seen = True
+                self.stream_id = item.id
+                return
             if self.step is not Step.STREAM:
                 raise ProtocolError("unexpected stream header while %s" % self.step.value)
+            self._header_seen = True
             self.stream_id = item.id
             self.step = Step.FEATURES
             stage = "after authentication" if self.authenticated else ("over TLS" if self.tls else "initial")
@@ -512,7 +521,8 @@ class ClientProtocol:
         if iq_type == "get" and child_tag == ns.PING_TAG:
             self._send(stanzas.iq_result(sender, iq_id))
             events.append(RequestAnswered("ping", iq_id, sender))
-        elif iq_type == "get" and child_tag == ns.VERSION_QUERY:
+        elif iq_type == "get" and child_tag == ns.VERSION_QUERY and self.authenticated:
+            # (Before authentication, possibly before TLS, the client does not say what it is.)
             v = self.version
             self._send(stanzas.version_result(sender, iq_id, v.name, v.version, v.os))
             events.append(RequestAnswered("version", iq_id, sender))

@@ -15,17 +15,25 @@ class Limits:
 
     ``max_depth`` (default 32) bounds the nesting of elements inside one stanza (the stanza
     itself is depth 1).  XMPP stanzas seldom go deeper than 5.
+
+    ``max_tag_bytes`` (default 16 KiB) bounds one tag, comment or other piece of markup.
+    Besides memory it bounds CPU: expat re-reads an unfinished tag each time more bytes
+    arrive, so a tag trickled in small pieces costs time quadratic in its length.  A Disk
+    push's tags are a few hundred bytes.
     """
 
-    __slots__ = ("max_stanza_bytes", "max_depth")
+    __slots__ = ("max_stanza_bytes", "max_depth", "max_tag_bytes")
 
-    def __init__(self, max_stanza_bytes: int = 1 << 20, max_depth: int = 32) -> None:
+    def __init__(self, max_stanza_bytes: int = 1 << 20, max_depth: int = 32, max_tag_bytes: int = 16 << 10) -> None:
         if max_stanza_bytes < 1024:
             raise ValueError("max_stanza_bytes must be at least 1024")
         if max_depth < 4:
             raise ValueError("max_depth must be at least 4")
+        if max_tag_bytes < 1024:
+            raise ValueError("max_tag_bytes must be at least 1024")
         self.max_stanza_bytes = max_stanza_bytes
         self.max_depth = max_depth
+        self.max_tag_bytes = max_tag_bytes
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, name):
@@ -33,12 +41,19 @@ class Limits:
         object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        return "Limits(max_stanza_bytes=%d, max_depth=%d)" % (self.max_stanza_bytes, self.max_depth)
+        return "Limits(max_stanza_bytes=%d, max_depth=%d, max_tag_bytes=%d)" % (
+            self.max_stanza_bytes,
+            self.max_depth,
+            self.max_tag_bytes,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Limits):
             return NotImplemented
-        return (self.max_stanza_bytes, self.max_depth) == (other.max_stanza_bytes, other.max_depth)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.max_stanza_bytes, self.max_depth))
+        return hash(self._key())
+
+    def _key(self) -> "tuple[int, int, int]":
+        return (self.max_stanza_bytes, self.max_depth, self.max_tag_bytes)

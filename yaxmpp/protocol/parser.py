@@ -81,6 +81,8 @@ class StreamParser:
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._data
+        parser.CommentHandler = self._markup
+        parser.ProcessingInstructionHandler = self._markup
         parser.ordered_attributes = False
         parser.buffer_text = True
         # expat >= 2.6 may hold back a complete token until more data arrives ("reparse
@@ -94,6 +96,8 @@ class StreamParser:
         self._depth = 0  # XML depth: 1 inside <stream:stream>, 2 inside a stanza
         self._fed = 0  # bytes fed so far
         self._mark = 0  # byte offset where the open stanza (or stream-level gap) began
+        self._event = 0  # byte offset of the latest parser event (to bound one tag)
+        self._piece_end = 0  # byte offset of the end of the data being parsed
         self._error: Optional[ProtocolError] = None
         self.ended = False
 
@@ -103,6 +107,12 @@ class StreamParser:
         """Parse ``data``; complete items are appended to :attr:`items`."""
         if self._error is not None:
             raise self._error
+        if not self._fed:
+            # Whitespace a server writes between elements may precede the next stream's
+            # <?xml?> declaration after a restart; XML allows nothing before it.
+            data = data.lstrip(b" \t\r\n")
+            if not data:
+                return
         try:
             if len(data) <= _SLICE:
                 self._parse(data)
@@ -144,10 +154,14 @@ class StreamParser:
         return b""
 
     def _parse(self, data: bytes) -> None:
+        self._piece_end = self._fed + len(data)
         self._parser.Parse(data, False)
-        self._fed += len(data)
-        if self._fed - self._mark > self.limits.max_stanza_bytes:
-            raise ProtocolError("stanza larger than %d bytes" % self.limits.max_stanza_bytes)
+        self._fed = self._piece_end
+        limits = self.limits
+        if self._fed - self._mark > limits.max_stanza_bytes:
+            raise ProtocolError("stanza larger than %d bytes" % limits.max_stanza_bytes)
+        if self._fed - self._event > limits.max_tag_bytes:
+            raise ProtocolError("a tag or other markup longer than %d bytes" % limits.max_tag_bytes)
 
     # -- expat handlers --------------------------------------------------------------------
 
@@ -187,6 +201,7 @@ class StreamParser:
             if tag == ns.STREAM:
                 raise ProtocolError("a second stream header inside the stream")
             self._text.clear()  # whitespace between stanzas
+            self._mark = self._event = self._parser.CurrentByteIndex
             elem = Element(tag, attrs)
             self._stack.append(elem)
             self._last = None
@@ -196,13 +211,14 @@ class StreamParser:
             if tag != ns.STREAM:
                 raise ProtocolError("expected <stream:stream>, got <%s>" % tag)
             self._depth = 1
-            self._mark = self._parser.CurrentByteIndex
+            self._mark = self._event = self._parser.CurrentByteIndex
             self.items.append(StreamHeader(attrs))
             return
         if depth > self.limits.max_depth:
             raise ProtocolError("stanza nested deeper than %d levels" % self.limits.max_depth)
         if self._text:
             self._flush_text()
+        self._event = self._parser.CurrentByteIndex
         self._stack.append(SubElement(self._stack[-1], tag, attrs))
         self._last = None
         self._depth = depth + 1
@@ -218,16 +234,30 @@ class StreamParser:
             self._flush_text()
         elem = self._stack.pop()
         self._depth = depth - 1
+        here = self._event = self._parser.CurrentByteIndex
         if depth == 2:
+            if here - self._mark > self.limits.max_stanza_bytes:
+                raise ProtocolError("stanza larger than %d bytes" % self.limits.max_stanza_bytes)
             self._last = None
-            self._mark = self._parser.CurrentByteIndex
+            self._mark = here
             self.items.append(elem)
         else:
             self._last = elem
 
     def _data(self, data: str) -> None:
+        # Where this text ends: expat reports it from its start or its end, depending on
+        # whether its buffer filled up; either way not past the data being parsed.
+        here = min(self._parser.CurrentByteIndex + len(data), self._piece_end)
+        self._event = here
         if self._depth >= 2:
             self._text.append(data)
         else:
-            # Text between stanzas (whitespace keepalives) is dropped; it starts a new gap.
-            self._mark = self._parser.CurrentByteIndex
+            # Whitespace between stanzas (keepalives) is dropped; it starts a new gap.
+            # Any other text there is not XMPP.
+            if not data.isspace():
+                raise ProtocolError("text between stanzas: %r" % data[:40])
+            self._mark = here
+
+    def _markup(self, *args: object) -> None:
+        """A comment or processing instruction: dropped, but it is progress."""
+        self._event = self._parser.CurrentByteIndex
