@@ -19,6 +19,12 @@ import logging as _logging  # noqa: E402
 # A library logs; the application decides where it goes (no "lastResort" output by default).
 _logging.getLogger("yaxmpp").addHandler(_logging.NullHandler())
 
+from .protocol.redact import LogRedactor as _LogRedactor  # noqa: E402
+
+# Every logger yaxmpp writes to masks the token, whatever a hostile server echoes back.
+for _name in ("yaxmpp", "yaxmpp.xml", "yaxmpp.testing"):
+    _logging.getLogger(_name).addFilter(_LogRedactor())
+
 from .client import DEFAULT_HOST, Client  # noqa: E402
 from .errors import (  # noqa: E402
     AuthError,

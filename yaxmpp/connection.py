@@ -38,6 +38,7 @@ from .protocol.events import (
     TLSRequested,
 )
 from .protocol.limits import Limits
+from .protocol.redact import scrub_error
 from .protocol.sasl import Mechanism
 from .transport import Transport
 
@@ -140,6 +141,7 @@ class Connection:
         self._end_error: Optional[Error] = None
         self._closing = False  # close() was called
         self._aborted = False  # abort() was called while opening
+        self._phase: Optional[str] = None  # what open() is doing, when the core cannot tell
         self.established_at: Optional[float] = None  # time.monotonic() when the session opened
         self.ended_at: Optional[float] = None
 
@@ -209,13 +211,13 @@ class Connection:
         reader.start()
 
     def _opening_error(self, exc: BaseException, deadline: Deadline) -> BaseException:
-        step = self.core.step.value if self.core is not None else "connecting"
+        step = self._phase or (self.core.step.value if self.core is not None else "connecting")
         if self._aborted:
             return ClientClosed("the client was closed during connect()")
         if isinstance(exc, socket.timeout):
             return Timeout("connect() timed out after %gs while %s" % (deadline.seconds, step))
         if isinstance(exc, Error):
-            return exc
+            return scrub_error(exc)
         if isinstance(exc, OSError):
             return ConnectionLost("connection lost while %s: %s" % (step, _describe(exc)))
         return exc
@@ -231,7 +233,9 @@ class Connection:
     def _handshake(self, deadline: Deadline, leftover: bytes) -> None:
         assert self.transport is not None
         s = self.settings
+        self._phase = "TLS handshake"
         self.transport.start_tls(s.ssl_context, s.host, leftover, set_timeout=lambda: self._arm(deadline))
+        self._phase = None
         log.info("TLS established with %s: %s, %s", s.host, self.transport.tls_version, self.transport.cipher)
 
     def _write(self, data: bytes) -> None:
@@ -246,11 +250,15 @@ class Connection:
         if core is None or transport is None or not core._close_sent or self._aborted:
             return
         remaining = deadline.remaining()
-        wait = 1.0 if remaining is None else min(1.0, remaining)
+        linger = Deadline(1.0 if remaining is None else min(1.0, remaining))
         try:
-            transport.set_timeout(wait)
-            while transport.recv():
-                pass
+            while True:  # a server that keeps sending does not keep us here
+                left = linger.remaining()
+                if not left:
+                    break
+                transport.set_timeout(left)
+                if not transport.recv():
+                    break
         except (OSError, Error):
             pass
 
@@ -381,7 +389,7 @@ class Connection:
         """Queue the pushes with the sink, then acknowledge them: an acknowledged push is
         already safe.  Those the sink could not take are answered with an error instead."""
         now = time.time()
-        notifications = [Notification.from_iq(event.element, now) for event in batch]
+        notifications = [Notification(event.query, now, event.iq_id, event.sender) for event in batch]
         taken = self.sink.pushes_received(self, notifications)
         core = self.core
         assert core is not None

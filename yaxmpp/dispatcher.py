@@ -62,7 +62,7 @@ class Dispatcher:
 
     def join(self, timeout: Optional[float]) -> bool:
         """Wait for the thread to finish (never from the thread itself); True if it did."""
-        if self.thread is threading.current_thread():
+        if self.thread is threading.current_thread() or self.thread.ident is None:
             return False
         self.thread.join(timeout)
         if self.thread.is_alive():

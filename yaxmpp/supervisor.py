@@ -44,7 +44,8 @@ class Supervisor:
         return self.thread.is_alive()
 
     def join(self, timeout: Optional[float]) -> None:
-        if self.thread is not threading.current_thread():
+        """Wait for the loop to end (not from itself; nothing to wait for if never started)."""
+        if self.thread is not threading.current_thread() and self.thread.ident is not None:
             self.thread.join(timeout)
 
     def _run(self) -> None:

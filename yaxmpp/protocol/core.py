@@ -44,7 +44,7 @@ from .events import (
 from .features import Features
 from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
-from .redact import MASK, scrub
+from .redact import MASK, scrub, scrub_error
 from .sasl import Mechanism
 from .xmltext import to_xml
 
@@ -73,10 +73,9 @@ class Step(enum.Enum):
     CLOSED = "closed"
 
 
-_NEGOTIATING = frozenset(
-    {Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION}
-)
-_DRIVER_TURN = frozenset({Step.TLS, Step.COMPRESSION})  # the transport changes; nothing is written
+_NEGOTIATING = (Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION)
+_DRIVER_TURN = (Step.TLS, Step.COMPRESSION)  # the transport changes; nothing is written
+_AFTER_AUTH = (Step.BIND, Step.SESSION, Step.ESTABLISHED, Step.CLOSING)
 
 
 class VersionInfo:
@@ -159,6 +158,7 @@ class ClientProtocol:
         self._unacked: Set[str] = set()
         self._server_closed = False
         self._header_seen = False  # the server's header of the current stream arrived
+        self._debug = False  # DEBUG logging of stanzas, checked once per receive_data()
         self._pending: Dict[str, str] = {}
         self._ids = itertools.count(1)
         initial = mechanism.initial_response()
@@ -222,12 +222,16 @@ class ClientProtocol:
         Does nothing once our ``</stream:stream>`` is out: nothing may follow it.
         """
         self._unacked.discard(iq_id)
-        if not iq_id or self._close_sent or self.step in _DRIVER_TURN:
+        step = self.step
+        if not iq_id or self._close_sent or step is Step.TLS or step is Step.COMPRESSION:
             return
         if accepted:
-            self._send(stanzas.iq_result(sender, iq_id))
+            xml = stanzas.iq_result(sender, iq_id)
         else:
-            self._send(stanzas.iq_error(sender, iq_id, "resource-constraint", "wait"))
+            xml = stanzas.iq_error(sender, iq_id, "resource-constraint", "wait")
+        self._out.append(xml.encode("utf-8"))
+        if self._debug:
+            xml_log.debug("SEND %s", xml)
         if self._close_owed and not self._unacked:
             self._send_close()
 
@@ -261,6 +265,7 @@ class ClientProtocol:
         events: List[Event] = []
         if self.step is Step.CLOSED:
             return events
+        self._debug = xml_log.isEnabledFor(logging.DEBUG)
         if self.step in _DRIVER_TURN:
             raise LocalProtocolError("data fed to the core while the driver must %s" % self.step.value)
         if self._parser is None:
@@ -338,7 +343,7 @@ class ClientProtocol:
 
     def _send(self, xml: str, shown: Optional[str] = None) -> None:
         self._out.append(xml.encode("utf-8"))
-        if xml_log.isEnabledFor(logging.DEBUG):
+        if self._debug or xml_log.isEnabledFor(logging.DEBUG):
             xml_log.debug("SEND %s", shown if shown is not None else scrub(xml, self._secrets))
 
     def _send_close(self) -> None:
@@ -351,6 +356,8 @@ class ClientProtocol:
         """Finish the stream: answer with our close tag if one is owed, emit StreamClosed."""
         if self.step is Step.CLOSED:
             return
+        if error is not None:
+            scrub_error(error)  # server-chosen names and texts may echo the token back
         if self.step not in _DRIVER_TURN:
             if self._unacked and not self._close_sent:
                 self._close_owed = True  # acknowledge() sends it after the last pending push
@@ -366,7 +373,7 @@ class ClientProtocol:
     def _dispatch(self, item: object, events: List[Event]) -> None:
         if type(item) is Element:
             elem: Element = item  # type: ignore[assignment]
-            if xml_log.isEnabledFor(logging.DEBUG):
+            if self._debug:
                 xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
             tag = elem.tag
             if tag == ns.IQ:
@@ -384,12 +391,12 @@ class ClientProtocol:
                 self._on_compress_answer(elem)
             elif self.step is Step.AUTH:
                 self._on_auth_answer(elem, events)
-            elif self.step in (Step.ESTABLISHED, Step.CLOSING, Step.BIND, Step.SESSION):
+            elif self.step in _AFTER_AUTH:
                 events.append(StanzaReceived(elem))
             else:
                 raise ProtocolError("unexpected <%s> while %s" % (tag, self.step.value))
         elif isinstance(item, StreamHeader):
-            if xml_log.isEnabledFor(logging.DEBUG):
+            if self._debug:
                 attrs = " ".join('%s="%s"' % (k.replace("{%s}" % ns.XML, "xml:"), v) for k, v in item.attrs.items())
                 xml_log.debug("RECV <stream:stream %s>", scrub(attrs, self._secrets))
             if self.step is Step.CLOSING and not self._header_seen:
@@ -483,6 +490,15 @@ class ClientProtocol:
 
     def _on_iq(self, elem: Element, events: List[Event]) -> None:
         iq_type = elem.get("type")
+        if iq_type == "set" and len(elem) and self.authenticated:
+            query = elem[0]
+            if query.tag == ns.DISK_QUERY:  # a Disk push: the hot path
+                iq_id = elem.get("id")
+                # Delivered even when it cannot be acknowledged: received data is never dropped.
+                if iq_id is not None and not self._close_sent:
+                    self._unacked.add(iq_id)
+                events.append(PushReceived(elem, iq_id or "", elem.get("from"), query))
+                return
         iq_id = elem.get("id")
         if iq_type == "result" or iq_type == "error":
             if iq_id is None:
@@ -494,8 +510,8 @@ class ClientProtocol:
             elif self._pending.pop(iq_id, None) is not None:
                 error = None
                 if iq_type == "error":
-                    condition, text = _error_condition(elem.find(ns.STANZA_ERROR), ns.STANZAS)
                     err_elem = elem.find(ns.STANZA_ERROR)
+                    condition, text = _error_condition(err_elem, ns.STANZAS)
                     error = IqError(
                         "iq %s" % iq_id,
                         condition,
@@ -507,17 +523,10 @@ class ClientProtocol:
             return
         if iq_type != "get" and iq_type != "set":
             return  # not a request: nothing to answer
-        sender = elem.get("from")
-        child = elem[0] if len(elem) else None
-        child_tag = child.tag if child is not None else None
-        if iq_type == "set" and child_tag == ns.DISK_QUERY:
-            # Delivered even when it cannot be acknowledged: received data is never dropped.
-            if iq_id is not None and not self._close_sent:
-                self._unacked.add(iq_id)
-            events.append(PushReceived(elem, iq_id or "", sender))
-            return
         if iq_id is None or self._close_sent or self.step is Step.CLOSED:
             return  # cannot be answered
+        sender = elem.get("from")
+        child_tag = elem[0].tag if len(elem) else None
         if iq_type == "get" and child_tag == ns.PING_TAG:
             self._send(stanzas.iq_result(sender, iq_id))
             events.append(RequestAnswered("ping", iq_id, sender))
@@ -527,6 +536,7 @@ class ClientProtocol:
             self._send(stanzas.version_result(sender, iq_id, v.name, v.version, v.os))
             events.append(RequestAnswered("version", iq_id, sender))
         else:
+            # Anything else, including a "push" before authentication, is not served.
             self._send(stanzas.iq_error(sender, iq_id))
             events.append(RequestAnswered("unsupported", iq_id, sender))
 

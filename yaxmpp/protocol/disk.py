@@ -56,23 +56,46 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+_DIFF = ns.qname(ns.DISK, "diff")
+_OP = ns.qname(ns.DISK, "op")
+
+
 class Change:
     """One ``<op>`` of a push: ``type`` (``new``, ``changed``, ``deleted``, ``published``,
     ``unpublished``, or whatever the server sends), ``path`` (the ``key`` as sent), ``fid``
-    (a string), ``size`` (bytes as an int, or None), ``attrs`` (every attribute of the op)."""
+    (a string), ``size`` (bytes as an int, or None), ``attrs`` (every attribute of the op).
 
-    __slots__ = ("type", "path", "fid", "size", "attrs")
+    Read-only; the fields are read from the attributes when asked for.
+    """
+
+    __slots__ = ("_attrs",)
 
     def __init__(self, attrs: Mapping[str, str]) -> None:
-        self.attrs: Mapping[str, str] = MappingProxyType(dict(attrs)) if attrs else _EMPTY
-        self.type: Optional[str] = attrs.get("type")
-        self.path: Optional[str] = attrs.get("key")
-        self.fid: Optional[str] = attrs.get("fid")
-        size = attrs.get("size")
+        self._attrs = attrs
+
+    @property
+    def attrs(self) -> Mapping[str, str]:
+        return MappingProxyType(self._attrs)  # type: ignore[arg-type]
+
+    @property
+    def type(self) -> Optional[str]:
+        return self._attrs.get("type")
+
+    @property
+    def path(self) -> Optional[str]:
+        return self._attrs.get("key")
+
+    @property
+    def fid(self) -> Optional[str]:
+        return self._attrs.get("fid")
+
+    @property
+    def size(self) -> Optional[int]:
+        size = self._attrs.get("size")
         try:
-            self.size: Optional[int] = int(size) if size is not None else None
+            return int(size) if size is not None else None
         except ValueError:
-            self.size = None
+            return None
 
     @property
     def disk_path(self) -> Optional[str]:
@@ -82,10 +105,10 @@ class Change:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Change):
             return NotImplemented
-        return dict(self.attrs) == dict(other.attrs)
+        return dict(self._attrs) == dict(other._attrs)
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self.attrs.items())))
+        return hash(tuple(sorted(self._attrs.items())))
 
     def __repr__(self) -> str:
         return "Change(type=%r, path=%r, fid=%r, size=%r)" % (self.type, self.path, self.fid, self.size)
@@ -97,9 +120,10 @@ class Notification:
     ``changes`` (a tuple of :class:`Change`), ``attrs`` (the ``query``'s attributes),
     ``element`` (the ``query`` element), ``xml`` (its text), ``received_at`` (``time.time()``
     when it arrived), ``iq_id`` and ``sender`` (the push iq's ``id`` and ``from``).
+    ``changes`` and ``xml`` are worked out on first use.
     """
 
-    __slots__ = ("changes", "attrs", "element", "received_at", "iq_id", "sender", "_xml")
+    __slots__ = ("element", "received_at", "iq_id", "sender", "_changes", "_xml")
 
     def __init__(
         self,
@@ -110,24 +134,35 @@ class Notification:
         changes: Optional[Tuple[Change, ...]] = None,
     ) -> None:
         self.element = element
-        self.attrs: Mapping[str, str] = MappingProxyType(dict(element.attrib)) if element.attrib else _EMPTY
         self.received_at = received_at
         self.iq_id = iq_id
         self.sender = sender
-        self.changes = changes if changes is not None else self.parse_changes(element)
+        self._changes = changes
         self._xml: Optional[str] = None
+
+    @property
+    def changes(self) -> Tuple[Change, ...]:
+        changes = self._changes
+        if changes is None:
+            changes = self._changes = self.parse_changes(self.element)
+        return changes
+
+    @property
+    def attrs(self) -> Mapping[str, str]:
+        attrib = self.element.attrib
+        return MappingProxyType(attrib) if attrib else _EMPTY
 
     @staticmethod
     def parse_changes(query: Element) -> Tuple[Change, ...]:
         """Every ``op`` inside a ``diff`` of the query (or directly inside it), in order."""
         changes = []
         for child in query:
-            name = _local(child.tag)
-            if name == "diff":
+            tag = child.tag
+            if tag == _DIFF or _local(tag) == "diff":
                 for op in child:
-                    if _local(op.tag) == "op":
+                    if op.tag == _OP or _local(op.tag) == "op":
                         changes.append(Change(op.attrib))
-            elif name == "op":
+            elif tag == _OP or _local(tag) == "op":
                 changes.append(Change(child.attrib))
         return tuple(changes)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import logging
+import threading
+from typing import Iterable, Set, TypeVar
 
-__all__ = ["Secret", "MASK", "scrub"]
+__all__ = ["Secret", "MASK", "scrub", "register", "scrub_known", "scrub_error", "LogRedactor"]
 
 MASK = "***"
 
@@ -53,3 +55,50 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if len(secret) >= MIN_SCRUB_LENGTH and secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+# Every secret a mechanism holds is registered here, so that text from anywhere (a hostile
+# server can echo the token back in an element name, a stream id, an error text) is masked
+# before it reaches a log line or an exception message.
+_known: Set[str] = set()
+_known_lock = threading.Lock()
+
+
+def register(*secrets: str) -> None:
+    """Remember secrets to mask wherever yaxmpp writes text."""
+    with _known_lock:
+        _known.update(s for s in secrets if len(s) >= MIN_SCRUB_LENGTH)
+
+
+def scrub_known(text: str) -> str:
+    """``text`` with every registered secret masked."""
+    if not _known:
+        return text
+    return scrub(text, tuple(_known))
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def scrub_error(error: E) -> E:
+    """Mask registered secrets in an exception's message and text attributes, in place."""
+    if not _known:
+        return error
+    error.args = tuple(scrub_known(a) if isinstance(a, str) else a for a in error.args)
+    for name in ("condition", "text", "other_host"):
+        value = getattr(error, name, None)
+        if isinstance(value, str):
+            setattr(error, name, scrub_known(value))
+    return error
+
+
+class LogRedactor(logging.Filter):
+    """A logging filter that masks registered secrets in every record it passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _known:
+            message = record.getMessage()
+            cleaned = scrub_known(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from ..errors import AuthError
-from .redact import MASK, Secret
+import base64
+
+from .redact import MASK, Secret, register
 
 __all__ = ["Mechanism", "XYandexOAuth"]
 
@@ -48,6 +50,7 @@ class XYandexOAuth(Mechanism):
         self._token = Secret(token)
         if not self._token.reveal() or "\0" in self._token.reveal():
             raise ValueError("token must be a non-empty string without NUL")
+        register(self._token.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
 
     def initial_response(self) -> bytes:
         return self.login.encode("utf-8") + b"\0" + self._token.reveal().encode("utf-8")

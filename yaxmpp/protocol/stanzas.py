@@ -6,6 +6,7 @@ Every value that comes from outside (ids, JIDs, names) is escaped here.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from . import ns
@@ -29,14 +30,18 @@ _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
 
+_TEXT_SPECIAL = re.compile(r"[&<>]").search
+_ATTR_SPECIAL = re.compile(r'[&<>"\n\r\t]').search
+
+
 def escape_text(value: str) -> str:
     """Escape character data."""
-    return value.translate(_TEXT)
+    return value.translate(_TEXT) if _TEXT_SPECIAL(value) else value
 
 
 def escape_attr(value: str) -> str:
     """Escape a value for a double-quoted attribute."""
-    return value.translate(_ATTR)
+    return value.translate(_ATTR) if _ATTR_SPECIAL(value) else value
 
 
 def stream_header(domain: str, lang: str = "en") -> bytes:
