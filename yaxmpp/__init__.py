@@ -43,6 +43,7 @@ from .errors import (  # noqa: E402
 from .protocol.disk import Change, Notification  # noqa: E402
 from .policy import Reconnect  # noqa: E402
 from .protocol.limits import Limits  # noqa: E402
+from .protocol.sasl import Mechanism, Plain, XOAuth2, XYandexOAuth  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -50,6 +51,10 @@ __all__ = [
     "DEFAULT_HOST",
     "Limits",
     "Reconnect",
+    "Mechanism",
+    "XYandexOAuth",
+    "Plain",
+    "XOAuth2",
     "Notification",
     "Change",
     "SubscribeError",

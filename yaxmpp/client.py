@@ -22,7 +22,7 @@ from .supervisor import Supervisor
 from .protocol.core import VersionInfo
 from .protocol.disk import Notification, subscribe_payload, subscribe_target
 from .protocol.limits import Limits
-from .protocol.sasl import XYandexOAuth
+from .protocol.sasl import Mechanism, make_mechanism
 from .tls import create_default_context
 
 __all__ = ["Client", "DEFAULT_HOST"]
@@ -66,6 +66,10 @@ class Client:
     beyond that are refused (answered with an error, not acknowledged) and counted in
     :attr:`refused_notifications`.
 
+    ``mechanism`` picks the SASL mechanism: ``"X-YANDEX-OAUTH"`` (the default, what
+    push.xmpp.yandex.ru wants), ``"PLAIN"`` or ``"X-OAUTH2"`` (both with the token as the
+    secret), or any :class:`yaxmpp.Mechanism`.  No mechanism ever sends anything before TLS.
+
     ``compress=True`` asks for zlib stream compression (XEP-0138) when the server offers it,
     never before TLS; if the server refuses, the client goes on uncompressed.
 
@@ -105,6 +109,7 @@ class Client:
         on_connect: Optional[Callable[["Client"], None]] = None,
         on_disconnect: Optional[Callable[[Optional[Error]], None]] = None,
         max_redirects: int = 3,
+        mechanism: "str | Mechanism | None" = None,
     ) -> None:
         _check_text("login", login)
         _check_text("host", host)
@@ -131,7 +136,7 @@ class Client:
         self.host = host
         self.timeout = float(timeout)
         self._settings = Settings(
-            mechanism=XYandexOAuth(login, token),
+            mechanism=make_mechanism(mechanism, login, token),
             host=host,
             port=port,
             tls_port=tls_port,

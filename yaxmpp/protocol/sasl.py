@@ -15,7 +15,7 @@ import base64
 
 from .redact import MASK, Secret, register
 
-__all__ = ["Mechanism", "XYandexOAuth"]
+__all__ = ["Mechanism", "XYandexOAuth", "Plain", "XOAuth2", "MECHANISMS", "make_mechanism"]
 
 
 class Mechanism:
@@ -60,3 +60,55 @@ class XYandexOAuth(Mechanism):
 
     def __repr__(self) -> str:
         return "<XYandexOAuth login=%r token=%s>" % (self.login, MASK)
+
+
+class Plain(Mechanism):
+    """``PLAIN`` (RFC 4616): authzid NUL login NUL password.  Only ever sent over TLS."""
+
+    name = "PLAIN"
+
+    def __init__(self, login: str, password: "str | Secret", authzid: str = "") -> None:
+        if not login or "\0" in login or "\0" in authzid:
+            raise ValueError("login must be a non-empty string without NUL")
+        self.login = login
+        self.authzid = authzid
+        self._password = Secret(password)
+        if not self._password.reveal() or "\0" in self._password.reveal():
+            raise ValueError("password must be a non-empty string without NUL")
+        register(self._password.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
+
+    def initial_response(self) -> bytes:
+        return ("%s\0%s\0%s" % (self.authzid, self.login, self._password.reveal())).encode("utf-8")
+
+    def secrets(self) -> Iterable[str]:
+        return (self._password.reveal(),)
+
+    def __repr__(self) -> str:
+        return "<%s login=%r password=%s>" % (type(self).__name__, self.login, MASK)
+
+
+class XOAuth2(Plain):
+    """``X-OAUTH2`` (Google Talk style, also in ejabberd): NUL login NUL token, like PLAIN
+    with an OAuth token for the password."""
+
+    name = "X-OAUTH2"
+
+    def __init__(self, login: str, token: "str | Secret") -> None:
+        super().__init__(login, token)
+
+
+#: Built-in mechanisms by name; each is made from (login, token).
+MECHANISMS = {"X-YANDEX-OAUTH": XYandexOAuth, "PLAIN": Plain, "X-OAUTH2": XOAuth2}
+
+
+def make_mechanism(spec: "str | Mechanism | None", login: str, token: "str | Secret") -> Mechanism:
+    """The mechanism a client uses: a :class:`Mechanism` as given, a built-in by name, or
+    ``X-YANDEX-OAUTH`` by default."""
+    if isinstance(spec, Mechanism):
+        return spec
+    name = (spec or XYandexOAuth.name).upper()
+    try:
+        factory = MECHANISMS[name]
+    except KeyError:
+        raise ValueError("unknown SASL mechanism %r (built in: %s)" % (spec, ", ".join(MECHANISMS))) from None
+    return factory(login, token)  # type: ignore[operator]

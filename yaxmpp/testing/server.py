@@ -230,6 +230,9 @@ class FakeServer:
     ``compression_failure`` refuses it with that condition (``setup-failed``...);
     ``after_compressed`` are plain bytes sent right after ``<compressed/>`` (a broken server).
 
+    ``mechanisms`` are the SASL mechanisms offered after TLS: ``X-YANDEX-OAUTH`` (as the real
+    server) and/or ``PLAIN`` (the token as the password, for generic XMPP clients).
+
     Disk pushes: :meth:`push` sends one to every subscribed client (``session.push`` to one);
     the clients' acknowledgements are recorded like every iq reply (``session.wait_reply``).
     """
@@ -256,6 +259,7 @@ class FakeServer:
         compression_after_auth: bool = False,
         compression_failure: Optional[str] = None,
         after_compressed: bytes = b"",
+        mechanisms: Tuple[str, ...] = ("X-YANDEX-OAUTH",),
         certfile: str = CERT_FILE,
         keyfile: str = KEY_FILE,
         cafile: str = CA_FILE,
@@ -279,6 +283,7 @@ class FakeServer:
         self.compression_after_auth = compression_after_auth
         self.compression_failure = compression_failure
         self.after_compressed = after_compressed
+        self.mechanisms = tuple(mechanisms)
         self.cafile = cafile
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -440,7 +445,8 @@ class FakeServer:
         if session.authenticated:
             body = zlib + '<bind xmlns="%s"/><session xmlns="%s"/>' % (ns.BIND, ns.SESSION)
         elif session.tls:
-            body = zlib + '<mechanisms xmlns="%s"><mechanism>X-YANDEX-OAUTH</mechanism></mechanisms>' % ns.SASL
+            offered = "".join("<mechanism>%s</mechanism>" % m for m in self.mechanisms)
+            body = zlib + '<mechanisms xmlns="%s">%s</mechanisms>' % (ns.SASL, offered)
         else:
             body = (
                 ('<starttls xmlns="%s"/>' % ns.TLS if self.offer_starttls else "")
@@ -557,11 +563,16 @@ class _Conversation:
         return True
 
     def check_auth(self, elem: Element) -> bool:
-        if not self.session.tls or elem.get("mechanism") != "X-YANDEX-OAUTH":
+        mechanism = elem.get("mechanism")
+        if not self.session.tls or mechanism not in self.server.mechanisms:
             return False
         try:
-            raw = base64.b64decode((elem.text or "").strip(), validate=True)
-            login, token = raw.decode("utf-8").split("\0", 1)
+            raw = base64.b64decode((elem.text or "").strip(), validate=True).decode("utf-8")
+            if mechanism == "PLAIN":  # authzid NUL authcid NUL password; the token is the password
+                _, login, token = raw.split("\0", 2)
+                login = login.split("@", 1)[0]
+            else:
+                login, token = raw.split("\0", 1)
         except ValueError:
             return False
         expected = self.server.accounts.get(login)
