@@ -266,9 +266,14 @@ def test_many_small_comments_are_not_one_long_tag():
 
 
 @pytest.mark.skipif(not hasattr(pyexpat.ParserCreate(), "SetReparseDeferralEnabled"), reason="expat < 2.6")
-def test_reparse_deferral_is_off_on_new_expat():
-    parser = StreamParser()
-    assert parser._parser.GetReparseDeferralEnabled() is False
+def test_big_token_completed_by_one_byte_on_new_expat():
+    """The case reparse deferral would delay, on an expat that has it."""
+    parser = started(Limits(max_tag_bytes=1 << 20))
+    parser.feed(b"<message id='m'><body>" + b"b" * 50000)
+    parser.feed(b"</body></message")
+    assert parser.items == []
+    parser.feed(b">")
+    assert [e.get("id") for e in parser.items] == ["m"]
 
 
 # -- element content ---------------------------------------------------------------------------

@@ -332,9 +332,13 @@ class StreamParser:
         start = self._fed
         self._fed = end = start + len(data)
         pull.feed(data)
+        flushed: Optional[BaseException] = None
         flush = getattr(pull, "flush", None)
         if flush is not None:  # expat >= 2.6: a complete tag must not wait for more data
-            flush()
+            try:
+                flush()
+            except ParseError as exc:  # raised, not queued: keep the events before it
+                flushed = exc
         queue = self._events
         if queue is not None:
             events: Any = list(queue)
@@ -342,6 +346,7 @@ class StreamParser:
             failure = events.pop() if events and isinstance(events[-1], BaseException) else None
         else:
             events, failure = self._read_public(pull)
+        failure = failure or flushed
         depth = self._depth
         began = self._began
         items = self.items
