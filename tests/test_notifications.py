@@ -148,6 +148,33 @@ def test_push_is_delivered_and_acknowledged(server, make_client):
     assert ack.get("type") == "result" and ack.get("to") == "ya.ru" and len(ack) == 0
 
 
+@pytest.mark.parametrize(
+    "sender, delivered",
+    [
+        (None, True),
+        ("ya.ru", True),
+        ("push.xmpp.yandex.ru", True),
+        ("test@ya.ru", True),
+        ("TEST@ya.ru/other-resource", True),
+        ("mallory@ya.ru/x", False),
+        ("test@evil.example", False),
+    ],
+)
+def test_only_the_service_or_the_users_own_account_can_push(server, make_client, sender, delivered):
+    client = make_client(server).connect()
+    session = server.wait_for_session()
+    origin = "" if sender is None else ' from="%s"' % sender
+    session.send('<iq type="set" id="p"%s>%s</iq>' % (origin, query_xml([{"type": "deleted", "key": "/disk/x"}])))
+    reply = session.wait_reply("p")
+    if delivered:
+        assert reply.get("type") == "result"
+        assert client.get_notification(timeout=5).sender == sender
+    else:
+        assert reply.get("type") == "error"
+        with pytest.raises(yaxmpp.Timeout):
+            client.get_notification(timeout=0.2)
+
+
 def test_ack_is_sent_only_after_the_push_is_queued(server, make_client):
     client = make_client(server).connect()
     session = server.wait_for_session()

@@ -492,12 +492,15 @@ class ClientProtocol:
         iq_type = elem.get("type")
         if iq_type == "set" and len(elem) and self.authenticated:
             query = elem[0]
-            if query.tag == ns.DISK_QUERY:  # a Disk push: the hot path
+            sender = elem.get("from")
+            # A Disk push (the hot path) comes from the server: no "from", a server or
+            # component address, or the user's own account; another user cannot send one.
+            if query.tag == ns.DISK_QUERY and (sender is None or "@" not in sender or self._own(sender)):
                 iq_id = elem.get("id")
                 # Delivered even when it cannot be acknowledged: received data is never dropped.
                 if iq_id is not None and not self._close_sent:
                     self._unacked.add(iq_id)
-                events.append(PushReceived(elem, iq_id or "", elem.get("from"), query))
+                events.append(PushReceived(elem, iq_id or "", sender, query))
                 return
         iq_id = elem.get("id")
         if iq_type == "result" or iq_type == "error":
@@ -539,6 +542,11 @@ class ClientProtocol:
             # Anything else, including a "push" before authentication, is not served.
             self._send(stanzas.iq_error(sender, iq_id))
             events.append(RequestAnswered("unsupported", iq_id, sender))
+
+    def _own(self, sender: str) -> bool:
+        """Whether ``sender`` is the user's own account (bare or full JID)."""
+        jid = self.jid
+        return jid is not None and sender.partition("/")[0].lower() == jid.partition("/")[0].lower()
 
     def _on_bind_answer(self, elem: Element, iq_type: str, events: List[Event]) -> None:
         if iq_type == "error":
