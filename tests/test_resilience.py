@@ -399,3 +399,15 @@ def test_close_from_many_threads_at_once(server, make_client):
     assert not any(t.is_alive() for t in threads)
     assert library_threads() == []
     assert server.wait_for_session().client_closed.is_set()
+
+
+def test_without_keepalive_the_reader_sleeps_until_data_comes(server, make_client):
+    import struct
+
+    client = make_client(server, keepalive=None, timeout=7).connect()
+    sock = client._connection.transport.sock
+    assert sock.gettimeout() is None  # no periodic wake-up
+    seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))
+    assert seconds == 7  # but a send still cannot block for ever
+    session = server.wait_for_session()
+    assert session.wait_reply(session.ping()).get("type") == "result"

@@ -204,7 +204,10 @@ class Connection:
                 raise
             raise error from None
         self.established_at = time.monotonic()
-        transport.set_timeout(s.keepalive or s.timeout)
+        if s.keepalive is None and transport.bound_sends(s.timeout):
+            transport.set_timeout(None)  # no keepalive: the reader sleeps until data comes
+        else:
+            transport.set_timeout(s.keepalive or s.timeout)
         reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
         self._deliver_all(early)
         self._reader = reader

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
+import sys
 import threading
 from typing import Callable, List, Optional
 
@@ -227,6 +229,22 @@ class Transport:
 
     def set_timeout(self, seconds: Optional[float]) -> None:
         self.sock.settimeout(seconds)
+
+    def bound_sends(self, seconds: float) -> bool:
+        """Bound each blocking send by ``seconds`` with the kernel's SO_SNDTIMEO, for a socket
+        whose reads wait without a timeout.  False where the platform does not allow it."""
+        option = getattr(socket, "SO_SNDTIMEO", None)
+        if option is None:  # pragma: no cover
+            return False
+        if sys.platform == "win32":  # pragma: no cover - a DWORD of milliseconds there
+            value = struct.pack("<I", int(seconds * 1000))
+        else:  # struct timeval
+            value = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, option, value)
+        except OSError:  # pragma: no cover
+            return False
+        return True
 
     def shutdown(self) -> None:
         """Stop both directions now: wakes a thread blocked in :meth:`recv`.  Idempotent."""
