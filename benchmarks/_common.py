@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 from yaxmpp.protocol.disk import push_xml
 from yaxmpp.testing.server import query_xml
@@ -24,15 +25,31 @@ def push_stream(count: int) -> bytes:
     return "".join(parts).encode()
 
 
-def median_time(function: Callable[[], object], runs: int = 5) -> float:
-    """Median wall time of ``runs`` calls (after one warm-up call)."""
+def median_time(function: Callable[[], object], runs: int = 7) -> float:
+    """Median wall time of ``runs`` calls (after one warm-up call), each from a collected heap."""
     function()
     times: List[float] = []
     for _ in range(runs):
+        gc.collect()
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(variants: "Dict[str, Callable[[], object]]", runs: int = 7) -> "Dict[str, float]":
+    """Median wall time of each variant over ``runs`` rounds; every round runs every variant
+    once, in turn, so a change in the machine's load touches them all alike."""
+    for function in variants.values():
+        function()  # warm-up
+    times: Dict[str, List[float]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, function in variants.items():
+            gc.collect()
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def chunks(data: bytes, size: int) -> List[bytes]:

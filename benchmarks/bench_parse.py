@@ -1,9 +1,11 @@
 """Parse throughput: 100,000 Disk push iqs fed to the sans-IO core in 16 KiB chunks, down to
 Notification objects, against two baselines on the same bytes: bare pyexpat with no handlers
 (the ceiling) and an ElementTree XMLPullParser start/end loop with root.clear() (how slixmpp
-parses).  Prints medians of 5 runs and the ratios.
+parses).  Prints medians of 7 interleaved runs and the ratios; with ``--callgrind``, the
+instructions each variant executes instead (slow, but the same on every run).
 
     python benchmarks/bench_parse.py [count]
+    python benchmarks/bench_parse.py --callgrind [count]
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from itertools import repeat
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from _common import SESSION_HEADER, chunks, median_time, push_stream  # noqa: E402
+from _common import SESSION_HEADER, chunks, interleaved_medians, push_stream  # noqa: E402
 
-from yaxmpp.protocol import ClientProtocol, PushReceived, XYandexOAuth  # noqa: E402
+from yaxmpp.protocol import ClientProtocol, PushesReceived, XYandexOAuth  # noqa: E402
 from yaxmpp.protocol.disk import Notification  # noqa: E402
 from yaxmpp.protocol.parser import StreamParser  # noqa: E402
 
@@ -49,12 +52,17 @@ def run_core(pieces, ack: bool = True, read_changes: bool = False) -> int:
     count = 0
     for piece in pieces:
         now = time.time()
+        notifications = []
         for event in core.receive_data(piece):
-            if type(event) is PushReceived:
-                notification = Notification(event.query, now, event.iq_id, event.sender)
+            if type(event) is PushesReceived:
+                made = list(map(Notification, event.queries, repeat(now), event.iq_ids, event.senders))
+                notifications += made
                 if ack:
-                    core.acknowledge(event.iq_id, event.sender)
-                count += len(notification.changes) if read_changes else 1
+                    core.acknowledge_all(event, len(made))
+        if read_changes:
+            count += sum(len(notification.changes) for notification in notifications)
+        else:
+            count += len(notifications)
         core.data_to_send()
     return count
 
@@ -99,21 +107,61 @@ def run_pullparser(pieces) -> int:
     return count
 
 
+VARIANTS = {
+    "pyexpat, no handlers (ceiling)": lambda pieces: run_expat(pieces),
+    "XMLPullParser loop (baseline)": lambda pieces: run_pullparser(pieces),
+    "yaxmpp StreamParser only": lambda pieces: run_parser_only(pieces),
+    "yaxmpp core -> Notification": lambda pieces: run_core(pieces, ack=False),
+    "yaxmpp core -> Notification + ack": lambda pieces: run_core(pieces),
+    "  ... and reading .changes": lambda pieces: run_core(pieces, read_changes=True),
+}
+
+
+def instructions(variant: str, count: int) -> int:
+    """Instructions executed by one variant (over a run that only builds the data), counted
+    by callgrind: the same number on every run, whatever else the machine is doing."""
+    import re
+    import subprocess
+    import tempfile
+
+    def run(name: str) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "callgrind.out")
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sys.executable,
+                 os.path.abspath(__file__), "--one", name, str(count)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            with open(out) as f:
+                return int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
+
+    return run(variant) - run("none")
+
+
+def main_callgrind(count: int) -> None:
+    counts = {name: instructions(name, count) for name in VARIANTS}
+    baseline = counts["XMLPullParser loop (baseline)"]
+    print("%d pushes, %d-byte chunks, instructions counted by callgrind, Python %s" % (count, CHUNK, sys.version.split()[0]))
+    for name, value in counts.items():
+        print("  %-36s %14d instr  %8.0f per push  %5.2fx baseline" % (name, value, value / count, baseline / value))
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":  # one variant, for callgrind
+        pieces = chunks(push_stream(int(sys.argv[3])), CHUNK)
+        if sys.argv[2] != "none":
+            VARIANTS[sys.argv[2]](pieces)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--callgrind":
+        main_callgrind(int(sys.argv[2]) if len(sys.argv) > 2 else 20_000)
+        return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     data = push_stream(count)
     pieces = chunks(data, CHUNK)
     assert run_core(pieces, read_changes=True) == count and run_pullparser(pieces) == count
-    results = {
-        "pyexpat, no handlers (ceiling)": median_time(lambda: run_expat(pieces)),
-        "XMLPullParser loop (baseline)": median_time(lambda: run_pullparser(pieces)),
-        "yaxmpp StreamParser only": median_time(lambda: run_parser_only(pieces)),
-        "yaxmpp core -> Notification": median_time(lambda: run_core(pieces, ack=False)),
-        "yaxmpp core -> Notification + ack": median_time(lambda: run_core(pieces)),
-        "  ... and reading .changes": median_time(lambda: run_core(pieces, read_changes=True)),
-    }
+    results = interleaved_medians({name: (lambda run=run: run(pieces)) for name, run in VARIANTS.items()})
     baseline = results["XMLPullParser loop (baseline)"]
-    print("%d pushes, %.1f MB, %d-byte chunks, median of 5 runs, Python %s" % (
+    print("%d pushes, %.1f MB, %d-byte chunks, median of 7 interleaved runs, Python %s" % (
         count, len(data) / 1e6, CHUNK, sys.version.split()[0]))
     for name, seconds in results.items():
         print("  %-36s %7.3f s  %9.0f pushes/s  %5.2fx baseline" % (name, seconds, count / seconds, baseline / seconds))

@@ -10,6 +10,7 @@ code: what arrives is handed to a *sink* whose methods must return at once.
 from __future__ import annotations
 
 import itertools
+from itertools import repeat
 import logging
 import socket
 import ssl
@@ -29,7 +30,7 @@ from .protocol.events import (
     CompressionRequested,
     Event,
     IqResponse,
-    PushReceived,
+    PushesReceived,
     RequestAnswered,
     SessionStarted,
     StanzaReceived,
@@ -192,7 +193,7 @@ class Connection:
                         self._write(core.data_to_send())
                     elif isinstance(event, StreamClosed):
                         raise event.error or ConnectionLost("the stream ended during negotiation")
-                    elif isinstance(event, (StanzaReceived, IqResponse, PushReceived)):
+                    elif isinstance(event, (StanzaReceived, IqResponse, PushesReceived)):
                         early.append(event)
                     else:
                         self._log_step(event)
@@ -375,38 +376,30 @@ class Connection:
         return ConnectionLost("connection lost: %s" % _describe(exc))
 
     def _deliver_all(self, events: List[Event]) -> None:
-        """Hand events on in order; runs of pushes go to the sink as one batch."""
-        batch: List[PushReceived] = []
         for event in events:
-            if type(event) is PushReceived:
-                batch.append(event)  # type: ignore[arg-type]
-                continue
-            if batch:
-                self._take_pushes(batch)
-                batch = []
-            self._deliver(event)
-        if batch:
-            self._take_pushes(batch)
+            if type(event) is PushesReceived:
+                self._take_pushes(event)  # type: ignore[arg-type]
+            else:
+                self._deliver(event)
 
-    def _take_pushes(self, batch: List[PushReceived]) -> None:
+    def _take_pushes(self, pushes: PushesReceived) -> None:
         """Queue the pushes with the sink, then acknowledge them: an acknowledged push is
         already safe.  Those the sink could not take are answered with an error instead."""
-        now = time.time()
-        notifications = [Notification(event.query, now, event.iq_id, event.sender) for event in batch]
+        count = len(pushes)
+        notifications = list(map(Notification, pushes.queries, repeat(time.time(), count), pushes.iq_ids, pushes.senders))
         taken = self.sink.pushes_received(self, notifications)
         core = self.core
         assert core is not None
         with self._lock:
-            for index, event in enumerate(batch):
-                core.acknowledge(event.iq_id, event.sender, index < taken)
+            core.acknowledge_all(pushes, taken)
             try:
                 self._write(core.data_to_send())
             except (OSError, Error) as exc:
                 log.debug("could not acknowledge pushes: %s", exc)
                 assert self.transport is not None
                 self.transport.shutdown()  # the reader sees the end on its next read
-        if taken < len(batch):
-            log.warning("notification queue full: refused %d push(es)", len(batch) - taken)
+        if taken < count:
+            log.warning("notification queue full: refused %d push(es)", count - taken)
 
     def _deliver(self, event: Event) -> None:
         if isinstance(event, StanzaReceived):

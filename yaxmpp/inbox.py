@@ -62,8 +62,10 @@ class Inbox(Generic[T]):
         """The next item.  Raises :class:`~yaxmpp.Timeout` when ``timeout`` passes first; once
         the inbox has ended and is empty, raises the reason it ended (``ClientClosed`` when
         the client was closed)."""
-        deadline = Deadline(timeout)
         with self._cond:
+            if self._items:  # the common case when the consumer keeps up, made cheap
+                return self._items.popleft()
+            deadline = Deadline(timeout)
             while not self._items:
                 if self._ended:
                     error = self._error

@@ -33,7 +33,7 @@ from .events import (
     CompressionRequested,
     Event,
     IqResponse,
-    PushReceived,
+    PushesReceived,
     RequestAnswered,
     SessionStarted,
     StanzaReceived,
@@ -51,6 +51,9 @@ from .xmltext import to_xml
 __all__ = ["Step", "ClientProtocol", "VersionInfo"]
 
 xml_log = logging.getLogger("yaxmpp.xml")
+
+_IQ = ns.IQ
+_DISK_QUERY = ns.DISK_QUERY
 
 BIND_ID = "bind_1"
 SESSION_ID = "session_1"
@@ -216,23 +219,34 @@ class ClientProtocol:
         self._send(xml)
 
     def acknowledge(self, iq_id: str, sender: Optional[str], accepted: bool = True) -> None:
-        """Answer a :class:`PushReceived`: an empty result, or, when the client could not take
-        it (``accepted=False``), an error ``resource-constraint`` of type ``wait``.
+        """Answer one push (see :meth:`acknowledge_all`)."""
+        run = PushesReceived()
+        run.iq_ids.append(iq_id)
+        run.senders.append(sender)
+        self.acknowledge_all(run, 1 if accepted else 0)
 
-        Does nothing once our ``</stream:stream>`` is out: nothing may follow it.
-        """
-        self._unacked.discard(iq_id)
+    def acknowledge_all(self, pushes: PushesReceived, taken: int) -> None:
+        """Answer a run of pushes at once: the first ``taken`` with an empty result, the rest
+        with an error ``resource-constraint`` of type ``wait`` (the client could not take
+        them).  Nothing is written once our ``</stream:stream>`` is out."""
+        unacked = self._unacked
+        ids, senders = pushes.iq_ids, pushes.senders
         step = self.step
-        if not iq_id or self._close_sent or step is Step.TLS or step is Step.COMPRESSION:
+        if self._close_sent or step is Step.TLS or step is Step.COMPRESSION:
+            unacked.difference_update(ids)
             return
-        if accepted:
-            xml = stanzas.iq_result(sender, iq_id)
-        else:
-            xml = stanzas.iq_error(sender, iq_id, "resource-constraint", "wait")
-        self._out.append(xml.encode("utf-8"))
-        if self._debug:
-            xml_log.debug("SEND %s", xml)
-        if self._close_owed and not self._unacked:
+        result = stanzas.iq_result
+        parts = [result(senders[i], ids[i]) for i in range(min(taken, len(ids))) if ids[i]]
+        for i in range(taken, len(ids)):
+            if ids[i]:
+                parts.append(stanzas.iq_error(senders[i], ids[i], "resource-constraint", "wait"))
+        unacked.difference_update(ids)
+        if parts:
+            self._out.append("".join(parts).encode("utf-8"))
+            if self._debug:
+                for part in parts:
+                    xml_log.debug("SEND %s", part)
+        if self._close_owed and not unacked:
             self._send_close()
 
     def close(self) -> None:
@@ -288,7 +302,23 @@ class ClientProtocol:
                 items = parser.items
                 if items:
                     parser.items = []
+                    pushes_allowed = self.authenticated
                     for item in items:
+                        # Disk pushes, the hot path, are recognised here; all else goes to _dispatch.
+                        if (
+                            pushes_allowed
+                            and type(item) is Element
+                            and item.tag == _IQ  # type: ignore[union-attr]
+                            and len(item)  # type: ignore[arg-type]
+                            and item[0].tag == _DISK_QUERY  # type: ignore[index]
+                            and item.get("type") == "set"  # type: ignore[union-attr]
+                        ):
+                            sender = item.get("from")  # type: ignore[union-attr]
+                            # A push comes from the server (no "from", or a server or
+                            # component address) or the user's own account; no other user.
+                            if sender is None or "@" not in sender or self._own(sender):
+                                self._on_push(item, sender, events)  # type: ignore[arg-type]
+                                continue
                         self._dispatch(item, events)
                         if self.step is Step.CLOSED:
                             return events
@@ -488,20 +518,23 @@ class ClientProtocol:
         else:
             raise ProtocolError("expected the SASL result, got <%s>" % tag)
 
+    def _on_push(self, elem: Element, sender: Optional[str], events: List[Event]) -> None:
+        if self._debug:
+            xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+        iq_id = elem.get("id") or ""
+        # Delivered even when it cannot be acknowledged: received data is never dropped.
+        if iq_id and not self._close_sent:
+            self._unacked.add(iq_id)
+        run = events[-1] if events else None
+        if type(run) is not PushesReceived:
+            run = PushesReceived()
+            events.append(run)
+        run.iq_ids.append(iq_id)  # type: ignore[union-attr]
+        run.senders.append(sender)  # type: ignore[union-attr]
+        run.queries.append(elem[0])  # type: ignore[union-attr]
+
     def _on_iq(self, elem: Element, events: List[Event]) -> None:
         iq_type = elem.get("type")
-        if iq_type == "set" and len(elem) and self.authenticated:
-            query = elem[0]
-            sender = elem.get("from")
-            # A Disk push (the hot path) comes from the server: no "from", a server or
-            # component address, or the user's own account; another user cannot send one.
-            if query.tag == ns.DISK_QUERY and (sender is None or "@" not in sender or self._own(sender)):
-                iq_id = elem.get("id")
-                # Delivered even when it cannot be acknowledged: received data is never dropped.
-                if iq_id is not None and not self._close_sent:
-                    self._unacked.add(iq_id)
-                events.append(PushReceived(elem, iq_id or "", sender, query))
-                return
         iq_id = elem.get("id")
         if iq_type == "result" or iq_type == "error":
             if iq_id is None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 from xml.etree.ElementTree import Element
 
 from ..errors import Error, IqError
@@ -20,7 +19,7 @@ __all__ = [
     "RequestAnswered",
     "IqResponse",
     "StanzaReceived",
-    "PushReceived",
+    "PushesReceived",
     "StreamClosed",
 ]
 
@@ -99,13 +98,25 @@ class StanzaReceived(Event):
     element: Element = field(compare=False)
 
 
-class PushReceived(namedtuple("PushReceived", "element iq_id sender query"), Event):
-    """A Disk push (an iq ``set`` with ``<query xmlns="yandex:push:disk">``): ``element`` is
-    the iq, ``query`` its query.  The core does not answer it: the driver calls
-    :meth:`ClientProtocol.acknowledge` once the push is safe.  (A named tuple: the one event
-    made for every push stays cheap.)"""
+class PushesReceived(Event):
+    """Disk pushes (iq ``set`` with ``<query xmlns="yandex:push:disk">``) that arrived one
+    after another, as parallel lists: ``iq_ids``, ``senders`` (their ``from``) and ``queries``
+    (the query elements).  A run of pushes is one event: at thousands of pushes a second, an
+    object per push would cost more than the parsing.  The core does not answer them: the
+    driver calls :meth:`ClientProtocol.acknowledge_all` once they are safe.  Read-only."""
 
-    __slots__ = ()
+    __slots__ = ("iq_ids", "senders", "queries")
+
+    def __init__(self) -> None:
+        self.iq_ids: List[str] = []
+        self.senders: List[Optional[str]] = []
+        self.queries: List[Element] = []
+
+    def __len__(self) -> int:
+        return len(self.iq_ids)
+
+    def __repr__(self) -> str:
+        return "PushesReceived(iq_ids=%r)" % (self.iq_ids,)
 
 
 @dataclass(frozen=True)

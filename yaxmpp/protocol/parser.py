@@ -36,6 +36,7 @@ from .limits import Limits
 __all__ = ["StreamHeader", "STREAM_END", "StreamParser"]
 
 _MAX_SLICE = 65536  # the most bytes handed to the tree builder at once
+_STREAM_TAG = ns.STREAM
 
 
 class StreamHeader:
@@ -349,16 +350,17 @@ class StreamParser:
         failure = failure or flushed
         depth = self._depth
         began = self._began
-        items = self.items
-        completed = 0
-        for kind, elem in events:
+        max_depth = self._max_depth
+        complete = []  # stanzas finished in this slice
+        add = complete.append
+        for kind, elem in events:  # eight events per Disk push: kept lean
             if kind == "start":
                 depth += 1
                 if depth == 2:
                     began = start
-                    if elem.tag == ns.STREAM:
+                    if elem.tag == _STREAM_TAG:
                         raise ProtocolError("a second stream header inside the stream")
-                elif depth > self._max_depth:
+                elif depth > max_depth:
                     raise ProtocolError("stanza nested deeper than %d levels" % self.limits.max_depth)
                 elif depth == 1:
                     self._root = elem
@@ -366,12 +368,14 @@ class StreamParser:
                 depth -= 1
                 if depth == 1:
                     if end - began > self._max_stanza:
+                        self.items += complete
                         raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
-                    items.append(elem)
-                    completed += 1
+                    add(elem)
                 elif depth == 0:
                     self.ended = True
-                    items.append(STREAM_END)
+                    add(STREAM_END)
+        self.items += complete
+        completed = len(complete)
         self._depth = depth
         self._began = began
         if failure is not None:
@@ -405,18 +409,15 @@ class StreamParser:
             return
         keep = 1 if depth >= 2 else 0
         done = len(root) - keep
-        for index in range(done):
-            tail = root[index].tail
-            if tail and not tail.isspace():
-                raise ProtocolError("text between stanzas: %r" % tail[:40])
-        previous = self._last_out  # trimmed before; text after it lands in its tail
-        if previous is not None:
-            tail = previous.tail
-            if tail and not tail.isspace():
-                raise ProtocolError("text between stanzas: %r" % tail[:40])
-        text = root.text
-        if text and not text.isspace():
-            raise ProtocolError("text between stanzas: %r" % text[:40])
+        # The text between stanzas sits in their tails (and the root's text); with the last
+        # stanza taken out before, all of it must be whitespace.
+        gaps = [child.tail for child in root[:done]]
+        if self._last_out is not None:
+            gaps.append(self._last_out.tail)
+        gaps.append(root.text)
+        between = "".join(filter(None, gaps))
+        if between and not between.isspace():
+            raise ProtocolError("text between stanzas: %r" % between.strip()[:40])
         root.text = None
         if done:
             self._last_out = root[done - 1]

@@ -98,7 +98,9 @@ def iq(iq_type: str, to: Optional[str], iq_id: str, payload: str = "") -> str:
 
 def iq_result(to: Optional[str], iq_id: str) -> str:
     """An empty result: the ping reply of the seed, and the acknowledgement of a push."""
-    return _iq_head("result", to, iq_id) + "/>"
+    if to is None:
+        return '<iq type="result" id="%s"/>' % escape_attr(iq_id)
+    return '<iq type="result" to="%s" id="%s"/>' % (escape_attr(to), escape_attr(iq_id))
 
 
 def iq_error(to: Optional[str], iq_id: str, condition: str = "service-unavailable", error_type: str = "cancel") -> str:
