@@ -393,3 +393,15 @@ def test_token_is_not_in_notification_reprs(server, make_client, caplog):
     notification = client.get_notification(timeout=5)
     assert TOKEN not in repr(notification) + notification.xml + caplog.text
     assert LOGIN in repr(client)
+
+
+def test_after_a_failed_connect_the_consumer_learns_why_instead_of_waiting(server, make_client):
+    client = make_client(server).connect()
+    client.close()
+    server.accounts[LOGIN] = "revoked-token-value"
+    with pytest.raises(yaxmpp.AuthError):
+        client.connect()
+    started = time.monotonic()
+    with pytest.raises(yaxmpp.AuthError):
+        client.get_notification()  # no timeout: it must not block
+    assert time.monotonic() - started < 2

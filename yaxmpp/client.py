@@ -240,7 +240,11 @@ class Client:
             self._inbox.reopen()
             if self._calls is not self._inbox and self._calls is not None:
                 self._calls.reopen()
-        connection = self._open(deadline, None)
+        try:
+            connection = self._open(deadline, None)
+        except Error as exc:
+            self._give_up(exc)  # a consumer waiting for notifications learns why none come
+            raise
         if self._calls is not None and (self._dispatcher is None or not self._dispatcher.alive):
             self._dispatcher = Dispatcher(self._calls, self._on_notification, "yaxmpp-dispatch-%d" % self.number)
             self._dispatcher.start()
