@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from yaxmpp.protocol.disk import push_xml
 from yaxmpp.testing.server import query_xml
@@ -54,3 +58,30 @@ def interleaved_medians(variants: "Dict[str, Callable[[], object]]", runs: int =
 
 def chunks(data: bytes, size: int) -> List[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_standin(*args: str) -> "Tuple[subprocess.Popen[str], Dict[str, Any]]":
+    """The stand-in server in its own process (``python -m yaxmpp.testing ARGS``), so that its
+    work does not share this process's GIL; returns it and its client options."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "yaxmpp.testing", *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        universal_newlines=True,
+    )
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+def stop_standin(process: "subprocess.Popen[str]", timeout: float = 30) -> None:
+    assert process.stdin is not None
+    try:
+        process.stdin.write("quit\n")
+        process.stdin.close()
+    except OSError:
+        pass
+    process.wait(timeout)

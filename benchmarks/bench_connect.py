@@ -19,12 +19,10 @@ answers it), so it is not counted; over a real network it adds one more RTT.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +32,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import yaxmpp  # noqa: E402
+from _common import start_standin, stop_standin  # noqa: E402
 
 # -- the delaying proxy -------------------------------------------------------------------------
 
@@ -158,27 +157,8 @@ def flights(trace: List[Tuple[float, str, int]], start: float, rtt: float, steps
 # -- the stand-in server ------------------------------------------------------------------------
 
 
-def start_server() -> Tuple[subprocess.Popen, Dict[str, object]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "yaxmpp.testing"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        universal_newlines=True,
-    )
-    assert process.stdout is not None
-    options = json.loads(process.stdout.readline())
-    return process, options
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    assert process.stdin is not None
-    try:
-        process.stdin.write("quit\n")
-        process.stdin.close()
-    except OSError:
-        pass
-    process.wait(10)
 
 
 # -- the protocol's round trips -------------------------------------------------------------------
@@ -238,7 +218,7 @@ def connect_once(options: Dict[str, object], port: int, starttls: bool, subscrib
 def main() -> None:
     delays_ms = [float(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "25,50").split(",")]
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-    server, options = start_server()
+    server, options = start_standin()
     paths = [("STARTTLS", True, True), ("STARTTLS", True, False), ("direct TLS", False, True), ("direct TLS", False, False)]
     # results[(path, subscribe)][delay or None] = (median seconds, median turns, one trace)
     results: Dict[Tuple[str, bool], Dict[Optional[float], Tuple[float, float, List[str]]]] = {}
@@ -272,7 +252,7 @@ def main() -> None:
                     proxy.close()
                 row[delay_ms] = (statistics.median(times), statistics.median(seen) if seen else float("nan"), sample)
     finally:
-        stop_server(server)
+        stop_standin(server)
 
     print("Connect round trips: yaxmpp %s, Python %s, TLS %s, median of %d connects (after 1 warm-up)" % (
         yaxmpp.__version__, sys.version.split()[0], "/".join(sorted(versions)), runs))

@@ -34,6 +34,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import yaxmpp  # noqa: E402
+from _common import start_standin, stop_standin  # noqa: E402
 
 SETTLE = 0.5
 # (label, keepalive, timeout): the last one shows what an idle reader without keepalive waits on.
@@ -133,17 +134,6 @@ def child(config: str, seconds: float, options: Dict[str, object]) -> None:
 # -- the driver ---------------------------------------------------------------------------------
 
 
-def start_server() -> Tuple[subprocess.Popen, Dict[str, object]]:
-    """The stand-in server in its own process, without periodic pings."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "yaxmpp.testing"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        universal_newlines=True,
-    )
-    assert process.stdout is not None
-    return process, json.loads(process.stdout.readline())
 
 
 def main() -> None:
@@ -152,7 +142,7 @@ def main() -> None:
         return
     seconds = float(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("YAXMPP_BENCH_IDLE_SECONDS", "60"))
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    server, options = start_server()
+    server, options = start_standin()
     results: Dict[str, List[Dict[str, object]]] = {}
     try:
         children = []
@@ -170,10 +160,7 @@ def main() -> None:
                 raise SystemExit("a measuring process failed (%s)" % config)
             results.setdefault(config, []).append(json.loads(out.strip().splitlines()[-1]))
     finally:
-        assert server.stdin is not None
-        server.stdin.write("quit\n")
-        server.stdin.close()
-        server.wait(10)
+        stop_standin(server, 10)
 
     def med(values: List[float]) -> float:
         return statistics.median(values)

@@ -45,6 +45,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import yaxmpp  # noqa: E402
+from _common import start_standin, stop_standin  # noqa: E402
 import yaxmpp.testing  # noqa: E402
 from yaxmpp.connection import Connection  # noqa: E402
 from yaxmpp.transport import Transport  # noqa: E402
@@ -216,24 +217,8 @@ def child_objects(clients: int, cafile: str, options: Dict[str, object]) -> Dict
 # -- the driver ---------------------------------------------------------------------------------
 
 
-def start_server() -> Tuple[subprocess.Popen, Dict[str, object]]:
-    """The stand-in server in its own process; it inherits this process's raised fd limit."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "yaxmpp.testing"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        universal_newlines=True,
-    )
-    assert process.stdout is not None
-    return process, json.loads(process.stdout.readline())
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    assert process.stdin is not None
-    process.stdin.write("quit\n")
-    process.stdin.close()
-    process.wait(30)
 
 
 def run_child(args: List[str], options: Dict[str, object]) -> Dict[str, object]:
@@ -272,11 +257,11 @@ def main() -> None:
             ("compress=False", ["connect", str(clients), "0", str(workers)]),
             ("compress=True", ["connect", str(clients), "1", str(workers)]),
         ):
-            server, options = start_server()
+            server, options = start_standin()
             try:
                 results.setdefault(label, []).append(run_child(args, options))
             finally:
-                stop_server(server)
+                stop_standin(server)
     import certifi
 
     options = {"login": "test", "token": "t", "host": "127.0.0.1", "port": 5222, "domain": "ya.ru"}
