@@ -326,7 +326,7 @@ def main() -> None:
         base = per if base is None else base
         ratio = "%5.1fx" % (per / base) if base else "     -"
         print("    %-26s %6d %8.1f KiB %s  %7.2f ms CPU per Client()" % (label, count, per, ratio, cpu))
-    print("    (certifi %s; each Client makes its own ssl.SSLContext and loads the CA file into it)" % certifi.__version__)
+    print("    (certifi %s; clients with the same CA file share one ssl.SSLContext)" % certifi.__version__)
 
 
 if __name__ == "__main__":
