@@ -85,3 +85,19 @@ def stop_standin(process: "subprocess.Popen[str]", timeout: float = 30) -> None:
     except OSError:
         pass
     process.wait(timeout)
+
+
+def standin_client(options: "Dict[str, Any]", **overrides: Any) -> Any:
+    """A ``yaxmpp.Client`` pointed at a stand-in server from its JSON options (STARTTLS port
+    only unless overridden); ``overrides`` are further Client arguments."""
+    from yaxmpp import Client
+
+    arguments: Dict[str, Any] = {
+        "host": options["host"],
+        "port": options["port"],
+        "tls_port": None,
+        "domain": options["domain"],
+        "cafile": options.get("cafile"),
+    }
+    arguments.update(overrides)
+    return Client(str(options["login"]), str(options["token"]), **arguments)

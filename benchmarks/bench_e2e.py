@@ -43,7 +43,7 @@ from typing import Callable, Dict, List, Tuple
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
-from yaxmpp import Client  # noqa: E402
+from _common import standin_client  # noqa: E402
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 WARMUP = 2000
@@ -128,14 +128,9 @@ def run_yaxmpp(count: int, compress: bool) -> Tuple[float, float]:
     server = ServerProcess()
     try:
         opts = server.options
-        client = Client(
-            opts["login"],
-            opts["token"],
-            host=opts["host"],
-            port=opts["port"],
+        client = standin_client(
+            opts,
             tls_port=opts["tls_port"],
-            domain=opts["domain"],
-            cafile=opts["cafile"],
             compress=compress,
             max_pending=count + WARMUP,  # the user loop may lag; nothing may be refused
             timeout=10.0,

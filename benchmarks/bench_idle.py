@@ -34,7 +34,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import yaxmpp  # noqa: E402
-from _common import start_standin, stop_standin  # noqa: E402
+from _common import standin_client, start_standin, stop_standin  # noqa: E402
 
 SETTLE = 0.5
 # (label, keepalive, timeout): the last one shows what an idle reader without keepalive waits on.
@@ -84,17 +84,7 @@ def snapshot(threads: Dict[str, threading.Thread], first: bool) -> Dict[str, obj
 def child(config: str, seconds: float, options: Dict[str, object]) -> None:
     keep, timeout = config.split("/")
     keepalive: Optional[float] = None if keep == "none" else float(keep)
-    client = yaxmpp.Client(
-        str(options["login"]),
-        str(options["token"]),
-        host=str(options["host"]),
-        port=int(options["port"]),  # type: ignore[arg-type]
-        tls_port=None,
-        domain=str(options["domain"]),
-        cafile=str(options["cafile"]),
-        keepalive=keepalive,
-        timeout=float(timeout),
-    )
+    client = standin_client(options, keepalive=keepalive, timeout=float(timeout))
     client.connect()
     never = threading.Event()
     baseline = threading.Thread(target=never.wait, name="baseline-event-wait", daemon=True)

@@ -207,7 +207,7 @@ class GcWatch:
 def run(pings: int, interval: float, pushes: int = 0, rate: float = 0.0, slow_callback: bool = False,
         client_gc: bool = True) -> Dict[str, Any]:
     """One scenario: a fresh server process, one client; returns the server's timings."""
-    from yaxmpp import Client
+    from _common import standin_client
 
     proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--serve"],
@@ -224,17 +224,12 @@ def run(pings: int, interval: float, pushes: int = 0, rate: float = 0.0, slow_ca
         callbacks[0] += 1
         stop.wait(1.0)  # a 1 s callback; returns at once when the scenario is over
 
-    client: Optional[Client] = None
+    client: Optional[Any] = None
     try:
         opts = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
-        client = Client(
-            opts["login"],
-            opts["token"],
-            host=opts["host"],
-            port=opts["port"],
+        client = standin_client(
+            opts,
             tls_port=opts["tls_port"],
-            domain=opts["domain"],
-            cafile=opts["cafile"],
             on_notification=on_notification if slow_callback else None,
             max_pending=max(10_000, 2 * pushes),  # nothing refused
             timeout=10.0,

@@ -45,7 +45,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 import yaxmpp  # noqa: E402
-from _common import start_standin, stop_standin  # noqa: E402
+from _common import standin_client, start_standin, stop_standin  # noqa: E402
 import yaxmpp.testing  # noqa: E402
 from yaxmpp.connection import Connection  # noqa: E402
 from yaxmpp.transport import Transport  # noqa: E402
@@ -82,15 +82,7 @@ def raise_nofile(clients: int) -> int:
 
 
 def make_client(options: Dict[str, object], **extra: object) -> yaxmpp.Client:
-    return yaxmpp.Client(
-        str(options["login"]),
-        str(options["token"]),
-        host=str(options["host"]),
-        port=int(options["port"]),  # type: ignore[arg-type]
-        tls_port=None,
-        domain=str(options["domain"]),
-        **extra,  # type: ignore[arg-type]
-    )
+    return standin_client(options, **extra)  # type: ignore[no-any-return]
 
 
 # -- one measured process -----------------------------------------------------------------------

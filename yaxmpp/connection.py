@@ -251,7 +251,7 @@ class Connection:
         """After a failed negotiation in which we sent our close tag, give the server a moment
         to answer with its own and close, so the stream ends cleanly.  Bounded."""
         core, transport = self.core, self.transport
-        if core is None or transport is None or not core._close_sent or self._aborted:
+        if core is None or transport is None or not core.close_sent or self._aborted:
             return
         remaining = deadline.remaining()
         linger = Deadline(1.0 if remaining is None else min(1.0, remaining))

@@ -261,6 +261,11 @@ class ClientProtocol:
         self.step = Step.CLOSING
 
     @property
+    def close_sent(self) -> bool:
+        """Our ``</stream:stream>`` is queued: nothing more will be written."""
+        return self._close_sent
+
+    @property
     def closed(self) -> bool:
         return self.step is Step.CLOSED
 
