@@ -34,11 +34,13 @@ from .errors import (  # noqa: E402
     Error,
     IqError,
     LocalProtocolError,
+    NetworkError,
     ProtocolError,
     StreamError,
     SubscribeError,
     Timeout,
     TLSError,
+    UsageError,
 )
 from .protocol.disk import Change, Notification  # noqa: E402
 from .policy import Reconnect  # noqa: E402
@@ -66,6 +68,8 @@ __all__ = [
     "StreamError",
     "ProtocolError",
     "LocalProtocolError",
+    "NetworkError",
+    "UsageError",
     "IqError",
     "ConnectionLost",
     "ClientClosed",
