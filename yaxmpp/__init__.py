@@ -26,6 +26,8 @@ for _name in ("yaxmpp", "yaxmpp.xml", "yaxmpp.testing"):
     _logging.getLogger(_name).addFilter(_LogRedactor())
 
 from .client import DEFAULT_HOST, Client  # noqa: E402
+from .options import Options  # noqa: E402
+from .session import State  # noqa: E402
 from .errors import (  # noqa: E402
     AuthError,
     ClientClosed,
@@ -50,6 +52,8 @@ from .protocol.sasl import Mechanism, Plain, XOAuth2, XYandexOAuth  # noqa: E402
 __all__ = [
     "__version__",
     "Client",
+    "Options",
+    "State",
     "DEFAULT_HOST",
     "Limits",
     "Reconnect",

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "MAX_TIMEOUT"]
+
+#: The longest timeout accepted anywhere (ten years): longer waits overflow the platform's
+#: socket and lock timeouts.
+MAX_TIMEOUT = 10 * 365 * 24 * 3600
 
 
 class Deadline:
