@@ -123,7 +123,7 @@ def test_resource_none_takes_the_resource_the_server_assigns(server, make_client
 def test_context_manager_connects_and_closes(server):
     with yaxmpp.Client(LOGIN, TOKEN, timeout=5, **server.client_options()) as client:
         assert client.connected
-        assert [t.name for t in library_threads()] == ["yaxmpp-reader-%d" % client._connection.number]
+        assert [t.name for t in library_threads()] == ["yaxmpp-reader-%d" % client._session.connection.number]
     assert not client.connected
     assert library_threads() == []
     assert server.wait_for_session().client_closed.is_set()
@@ -394,7 +394,7 @@ def test_token_never_in_logs_reprs_or_errors(server, make_client, caplog):
     client = make_client(server).connect()
     session = server.wait_for_session()
     session.wait_reply(session.ping())
-    text = repr(client) + str(client.__dict__) + repr(client._settings.mechanism)
+    text = repr(client) + str(client.__dict__) + repr(client.options.mechanism)
     client.close()
     bad = make_client(server, token="another-secret-token-value")
     with pytest.raises(yaxmpp.AuthError) as info:

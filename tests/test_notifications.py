@@ -179,7 +179,8 @@ def test_ack_is_sent_only_after_the_push_is_queued(server, make_client):
     client = make_client(server).connect()
     session = server.wait_for_session()
     seen_at_queue_time = []
-    real_put_many = client._inbox.put_many
+    connection = client._session.connection
+    real_put_many = connection._on_pushes
 
     def put_many(items):
         items = list(items)
@@ -187,7 +188,7 @@ def test_ack_is_sent_only_after_the_push_is_queued(server, make_client):
         seen_at_queue_time.append([n.iq_id in session.replies() for n in items])
         return real_put_many(items)
 
-    client._inbox.put_many = put_many  # type: ignore[assignment]
+    connection._on_pushes = put_many  # type: ignore[assignment]
     ids = [session.push([{"type": "new", "key": "/disk/%d" % i}]) for i in range(5)]
     for iq_id in ids:
         session.wait_reply(iq_id)
