@@ -437,6 +437,10 @@ class StreamParser:
     # -- stage 1: prolog and header through defusedxml --------------------------------------
 
     def _feed_header(self, data: bytes) -> None:
+        if b"\x00" in data:
+            # Never in UTF-8 XML, always in UTF-16 or UTF-32 markup: expat would detect those
+            # whatever encoding it is told (RFC 6120, 11.6: streams are UTF-8).
+            raise ProtocolError("the server's stream is not UTF-8 (a NUL byte in its prolog)")
         self._prolog += data
         if len(self._prolog) > self._max_stanza:
             raise ProtocolError("stream header larger than %d bytes" % self._max_stanza)
