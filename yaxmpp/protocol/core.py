@@ -44,7 +44,7 @@ from .events import (
 from .features import Features
 from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
-from .redact import MASK, scrub, scrub_error
+from .redact import MASK, Redactor
 from .sasl import Mechanism
 from .xmltext import to_xml
 
@@ -138,6 +138,7 @@ class ClientProtocol:
         limits: Optional[Limits] = None,
         lang: str = "en",
         compress: bool = False,
+        redactor: Optional[Redactor] = None,
     ) -> None:
         self.mechanism = mechanism
         self.domain = domain
@@ -164,10 +165,9 @@ class ClientProtocol:
         self._debug = False  # DEBUG logging of stanzas, checked once per receive_data()
         self._pending: Dict[str, str] = {}
         self._ids = itertools.count(1)
-        initial = mechanism.initial_response()
-        self._secrets: Tuple[str, ...] = tuple(s for s in mechanism.secrets() if s)
-        if initial:
-            self._secrets += (base64.b64encode(initial).decode("ascii"),)
+        #: Masks this client's secrets (whole or in part) in its errors and log lines; the
+        #: driver binds it to its threads (:func:`~yaxmpp.protocol.redact.bound`).
+        self.redactor = redactor if redactor is not None else Redactor.for_mechanism(mechanism)
 
     # -- outgoing ----------------------------------------------------------------------------
 
@@ -349,7 +349,7 @@ class ClientProtocol:
         if self.step is not Step.CLOSED:
             self.step = Step.CLOSED
             self._pending.clear()
-            events.append(StreamClosed(error or self._lost_error("the connection was closed")))
+            events.append(StreamClosed(self.redactor.scrub_error(error or self._lost_error("the connection was closed"))))
         return events
 
     # -- internals ---------------------------------------------------------------------------
@@ -379,7 +379,7 @@ class ClientProtocol:
     def _send(self, xml: str, shown: Optional[str] = None) -> None:
         self._out.append(xml.encode("utf-8"))
         if self._debug or xml_log.isEnabledFor(logging.DEBUG):
-            xml_log.debug("SEND %s", shown if shown is not None else scrub(xml, self._secrets))
+            xml_log.debug("SEND %s", shown if shown is not None else self.redactor.scrub(xml))
 
     def _send_close(self) -> None:
         if not self._close_sent:
@@ -392,7 +392,7 @@ class ClientProtocol:
         if self.step is Step.CLOSED:
             return
         if error is not None:
-            scrub_error(error)  # server-chosen names and texts may echo the token back
+            self.redactor.scrub_error(error)  # server-chosen names and texts may echo the token back
         if self.step not in _DRIVER_TURN:
             if self._unacked and not self._close_sent:
                 self._close_owed = True  # acknowledge() sends it after the last pending push
@@ -403,13 +403,13 @@ class ClientProtocol:
         events.append(StreamClosed(error))
 
     def _scrubbed(self, text: Optional[str]) -> Optional[str]:
-        return None if text is None else scrub(text, self._secrets)
+        return None if text is None else self.redactor.scrub(text)
 
     def _dispatch(self, item: object, events: List[Event]) -> None:
         if type(item) is Element:
             elem: Element = item  # type: ignore[assignment]
             if self._debug:
-                xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+                xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
             tag = elem.tag
             if tag == ns.IQ:
                 self._on_iq(elem, events)
@@ -433,7 +433,7 @@ class ClientProtocol:
         elif isinstance(item, StreamHeader):
             if self._debug:
                 attrs = " ".join('%s="%s"' % (k.replace("{%s}" % ns.XML, "xml:"), v) for k, v in item.attrs.items())
-                xml_log.debug("RECV <stream:stream %s>", scrub(attrs, self._secrets))
+                xml_log.debug("RECV <stream:stream %s>", self.redactor.scrub(attrs))
             if self.step is Step.CLOSING and not self._header_seen:
                 # close() came before the server's header: take it, and wait for its close.
                 self._header_seen = True
@@ -497,7 +497,7 @@ class ClientProtocol:
             self.step = Step.COMPRESSION
         elif elem.tag == ns.COMPRESS_FAILURE:
             condition, _ = _error_condition(elem, ns.COMPRESS)
-            logging.getLogger("yaxmpp").warning("the server refused compression (%s); going on uncompressed", condition)
+            logging.getLogger("yaxmpp").warning("the server refused compression (%s); going on uncompressed", self._scrubbed(condition))
             self._compression_refused = True
             assert self.features is not None
             self._on_features(self.features)
@@ -525,7 +525,7 @@ class ClientProtocol:
 
     def _on_push(self, elem: Element, sender: Optional[str], events: List[Event]) -> None:
         if self._debug:
-            xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+            xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
         iq_id = elem.get("id") or ""
         # Delivered even when it cannot be acknowledged: received data is never dropped.
         if iq_id and not self._close_sent:
@@ -559,6 +559,7 @@ class ClientProtocol:
                         err_elem.get("type") if err_elem is not None else None,
                         self._scrubbed(text),
                     )
+                    self.redactor.scrub_error(error)  # the condition and type are server-chosen
                 events.append(IqResponse(iq_id, elem, error))
             # An answer to nothing we asked is ignored.
             return
@@ -606,7 +607,7 @@ class ClientProtocol:
             if features is not None and features.session:
                 raise IqError("session", condition, None, self._scrubbed(text))
             # RFC 6121 dropped the session step; a server that did not offer it may refuse it.
-            logging.getLogger("yaxmpp").warning("session refused (%s), but it was not offered; going on", condition)
+            logging.getLogger("yaxmpp").warning("session refused (%s), but it was not offered; going on", self._scrubbed(condition))
         self.step = Step.ESTABLISHED
         assert self.jid is not None
         events.append(SessionStarted(self.jid, self.stream_id))

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from ..errors import AuthError
-import base64
 
-from .redact import MASK, Secret, register
+from .redact import MASK, Secret
 
 __all__ = ["Mechanism", "XYandexOAuth", "Plain", "XOAuth2", "MECHANISMS", "make_mechanism"]
 
@@ -50,7 +49,6 @@ class XYandexOAuth(Mechanism):
         self._token = Secret(token)
         if not self._token.reveal() or "\0" in self._token.reveal():
             raise ValueError("token must be a non-empty string without NUL")
-        register(self._token.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
 
     def initial_response(self) -> bytes:
         return self.login.encode("utf-8") + b"\0" + self._token.reveal().encode("utf-8")
@@ -75,7 +73,6 @@ class Plain(Mechanism):
         self._password = Secret(password)
         if not self._password.reveal() or "\0" in self._password.reveal():
             raise ValueError("password must be a non-empty string without NUL")
-        register(self._password.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
 
     def initial_response(self) -> bytes:
         return ("%s\0%s\0%s" % (self.authzid, self.login, self._password.reveal())).encode("utf-8")
