@@ -105,7 +105,7 @@ def exercise(server, client):
     assert client.compressed and session.compressed
     assert session.wait_reply("ask_version").get("type") == "result"
     assert session.wait_reply(session.ping()).get("type") == "result"
-    assert session.subscribed.is_set()
+    assert session.subscribed.wait(5)  # set just after the server sent its answer
     ids = session.push_many(300)
     assert [client.get_notification(timeout=5).iq_id for _ in ids] == ids
     assert session.wait_reply(ids[-1]).get("type") == "result"

@@ -93,7 +93,7 @@ def test_connect_subscribes_to_the_users_bare_jid(make_server, make_client):
     server = make_server(login="Test.User", token=TOKEN)
     make_client(server, login="Test.User").connect()
     session = server.wait_for_session()
-    assert session.subscribed.is_set()
+    assert session.subscribed.wait(5)  # set just after the server sent its answer
     sent = bytes(session.received)
     subscription = [s for s in session.stanzas if s.find("{yandex:push:disk}s") is not None]
     assert len(subscription) == 1

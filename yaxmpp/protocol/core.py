@@ -620,9 +620,9 @@ class ClientProtocol:
         if tag == ns.SASL_SUCCESS:
             # Additional data with success (RFC 6120 6.4.6), e.g. SCRAM's server signature:
             # the mechanism checks it before anything else happens on this stream.
-            text = (elem.text or "").strip()
+            raw = (elem.text or "").strip()
             try:
-                data = base64.b64decode(text if text != "=" else "", validate=True)
+                data = base64.b64decode(raw if raw != "=" else "", validate=True)
             except (ValueError, binascii.Error):
                 raise ProtocolError("SASL success data is not base64") from None
             try:
@@ -638,9 +638,9 @@ class ClientProtocol:
             condition, text = _error_condition(elem, ns.SASL)
             raise AuthError(condition, self._scrubbed(text))
         elif tag == ns.SASL_CHALLENGE:
-            text = (elem.text or "").strip()
+            raw = (elem.text or "").strip()
             try:
-                data = base64.b64decode(text if text != "=" else "", validate=True)
+                data = base64.b64decode(raw if raw != "=" else "", validate=True)
             except (ValueError, binascii.Error):
                 raise ProtocolError("SASL challenge is not base64") from None
             try:
