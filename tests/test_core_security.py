@@ -427,3 +427,48 @@ def test_nothing_follows_stream_closed_in_one_read():
     assert isinstance(events[-1], StreamClosed)
     assert sum(isinstance(e, StreamClosed) for e in events) == 1
     assert b"p2" not in driver.out()
+
+
+# -- close() while the driver has the transport ---------------------------------------------------
+
+
+def at_tls() -> ClientProtocol:
+    proto = ClientProtocol(XYandexOAuth(LOGIN, TOKEN))
+    proto.initiate()
+    proto.receive_data(server_header() + FEATURES_TLS + b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert proto.step is Step.TLS
+    proto.data_to_send()
+    return proto
+
+
+def at_compression() -> ClientProtocol:
+    proto = ClientProtocol(XYandexOAuth(LOGIN, TOKEN), tls=True, compress=True)
+    proto.initiate()
+    proto.receive_data(server_header() + FEATURES_AUTH + b"<compressed xmlns='http://jabber.org/protocol/compress'/>")
+    assert proto.step is Step.COMPRESSION
+    proto.data_to_send()
+    return proto
+
+
+def not_initiated() -> ClientProtocol:
+    return ClientProtocol(XYandexOAuth(LOGIN, TOKEN))
+
+
+@pytest.mark.parametrize("make", [at_tls, at_compression, not_initiated])
+@pytest.mark.parametrize("end", ["connection_lost", "eof"])
+def test_close_while_nothing_can_be_written_still_ends_in_one_stream_closed(make, end):
+    proto = make()
+    proto.close()
+    assert proto.closed and proto.data_to_send() == b""  # not even our close tag
+    events = proto.connection_lost() if end == "connection_lost" else proto.receive_data(b"")
+    assert events == [StreamClosed(None)]
+    assert proto.connection_lost() == [] and proto.receive_data(b"") == []
+
+
+@pytest.mark.parametrize("encoding", [b"UTG-8", b"shift_jis", b"rot13"])
+def test_a_declared_encoding_python_cannot_use_is_no_exception(encoding):
+    # (fuzz finding F6: the parser let LookupError/ValueError out; the core must not.)
+    proto = ClientProtocol(XYandexOAuth(LOGIN, TOKEN), tls=True)
+    proto.initiate()
+    events = proto.receive_data(b"<?xml version='1.0' encoding='" + encoding + b"'?>" + server_header()[22:] + b"<stream:features/>")
+    assert isinstance(closed_error(events), Error)

@@ -166,7 +166,9 @@ Ending = Callable[[ClientProtocol], None]
 
 def end_by_close(proto: ClientProtocol) -> None:
     proto.close()
-    if not proto.closed:
+    if proto.closed:  # nothing could be written: the final event comes with the transport's end
+        assert proto.connection_lost() == [StreamClosed(None)]
+    else:
         assert proto.step is Step.CLOSING
         if proto._parser is not None and not proto._header_seen:  # the server's header is still owed
             proto.receive_data(server_header("late"))

@@ -201,6 +201,7 @@ class ClientProtocol:
         self._out: List[bytes] = []
         self._close_sent = False
         self._close_owed = False  # our close tag waits for push acknowledgements
+        self._final_owed = False  # closed by close() without a StreamClosed yet
         self._unacked: Set[str] = set()
         self._header_seen = False  # the server's header of the current stream arrived
         self._debug = False  # DEBUG logging of stanzas, checked once per receive_data()
@@ -318,13 +319,20 @@ class ClientProtocol:
             self._send_close()
 
     def close(self) -> None:
-        """Queue ``</stream:stream>``; the stream ends when the server answers with its own."""
+        """Queue ``</stream:stream>``; the stream ends when the server answers with its own.
+
+        During the TLS handshake or the switch to compression (and before :meth:`initiate`)
+        nothing can be written: the core is closed at once, and the driver, which drops the
+        transport, gets the final ``StreamClosed(None)`` from its next
+        :meth:`connection_lost` (or :meth:`receive_data`) call.
+        """
         if self._close_sent or self.step is Step.CLOSED:
             return
         if self.step in _DRIVER_TURN or self._parser is None:
             # Nothing can be written now; there is no open stream to close politely.
             self._go(Step.CLOSED)
             self._pending.clear()
+            self._final_owed = True
             return
         self._send_close()
         self._go(Step.CLOSING)
@@ -352,6 +360,9 @@ class ClientProtocol:
         """
         events: List[Event] = []
         if self.step is Step.CLOSED:
+            if self._final_owed:
+                self._final_owed = False
+                events.append(StreamClosed(None))
             return events
         self._debug = xml_log.isEnabledFor(logging.DEBUG)
         if self.step in _DRIVER_TURN:
@@ -424,6 +435,9 @@ class ClientProtocol:
             self._go(Step.CLOSED)
             self._pending.clear()
             events.append(StreamClosed(error))
+        elif self._final_owed:
+            self._final_owed = False
+            events.append(StreamClosed(None))
         return events
 
     # -- internals ---------------------------------------------------------------------------
