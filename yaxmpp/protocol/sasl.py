@@ -2,7 +2,8 @@
 
 A mechanism is any object with a ``name``, an ``initial_response()`` returning the raw bytes of
 the initial response (or ``None`` for none), a ``challenge(data)`` returning the raw response to
-a server challenge, and ``secrets()`` naming the strings that must never be logged.  The core
+a server challenge, optionally ``success(data)`` checking the data the server sends with its
+success, and ``secrets()`` naming the strings that must never be logged.  The core
 base64-encodes, sends and redacts; mechanisms never see a socket.
 """
 
@@ -28,6 +29,13 @@ class Mechanism:
     def challenge(self, data: bytes) -> bytes:
         """Answer a ``<challenge/>``; by default a challenge is a protocol failure."""
         raise AuthError("unexpected-challenge", "the %s mechanism takes no challenge" % self.name)
+
+    def success(self, data: bytes) -> None:
+        """Check the additional data of ``<success/>`` (``b""`` when there is none), e.g. a
+        SCRAM server signature, before the stream restarts.  Raise a yaxmpp error (such as
+        :class:`~yaxmpp.errors.AuthError`) to refuse it: the stream then ends with that
+        error; any other exception ends it with ``AuthError("mechanism-failure")``.  By
+        default nothing is checked."""
 
     def secrets(self) -> Iterable[str]:
         """Strings that must never reach a log line or a message."""
