@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 from xml.etree.ElementTree import Element
 
+from .cancel import Cancel
 from .deadline import Deadline
 from .dial import dial
 from .errors import ClientClosed, ConnectionLost, Error, ProtocolError, Timeout, TLSError
@@ -142,6 +143,7 @@ class Connection:
         self._end_error: Optional[Error] = None
         self._closing = False  # close() was called
         self._aborted = False  # abort() was called while opening
+        self._cancel = Cancel()  # stops dial() when set
         self._phase: Optional[str] = None  # what open() is doing, when the core cannot tell
         self.established_at: Optional[float] = None  # time.monotonic() when the session opened
         self.ended_at: Optional[float] = None
@@ -154,7 +156,7 @@ class Connection:
         On failure, raises a typed error and leaves no socket and no thread behind.
         """
         s = self.settings
-        sock, direct_tls = dial(s.host, s.port, s.tls_port, deadline)
+        sock, direct_tls = dial(s.host, s.port, s.tls_port, deadline, self._cancel)
         self.port = sock.getpeername()[1]
         transport = self.transport = Transport(sock)
         core = self.core = ClientProtocol(
@@ -178,7 +180,7 @@ class Connection:
             self._write(core.data_to_send())
             while not core.established:
                 self._arm(deadline)
-                data = transport.recv()
+                data = transport.recv(deadline)
                 events = core.receive_data(data)
                 self._write(core.data_to_send())
                 for event in events:
@@ -238,7 +240,7 @@ class Connection:
         assert self.transport is not None
         s = self.settings
         self._phase = "TLS handshake"
-        self.transport.start_tls(s.ssl_context, s.host, leftover, set_timeout=lambda: self._arm(deadline))
+        self.transport.start_tls(s.ssl_context, s.host, leftover, deadline=deadline)
         self._phase = None
         log.info("TLS established with %s: %s, %s", s.host, self.transport.tls_version, self.transport.cipher)
 
@@ -282,6 +284,7 @@ class Connection:
         """Stop an :meth:`open` in progress from another thread: it raises ClientClosed."""
         self._aborted = True
         self._closing = True
+        self._cancel.cancel()
         if self.transport is not None:
             self.transport.shutdown()
 
