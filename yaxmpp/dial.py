@@ -163,7 +163,7 @@ def check_host(host: str) -> str:
     if not isinstance(host, str):
         raise UsageError("host must be a string, not %s" % type(host).__name__)
     try:
-        if host.count(":") == 1 and not host.startswith("["):
+        if (host.count(":") == 1 and not host.startswith("[")) or (host.startswith("[") and "]:" in host):
             raise _Bad("the host must not name a port (use port= and tls_port=)")
         if len(host) > MAX_NAME + 16:
             raise _Bad("the host name is longer than %d characters" % MAX_NAME)
@@ -244,7 +244,7 @@ def resolve(host: str, port: int, deadline: Deadline, cancel: Optional[Cancel] =
     if "error" in result:
         raise ConnectError("cannot resolve %s: %s" % (host, _describe(result["error"])), host=host)
     if "addresses" not in result:
-        raise Timeout("timed out after %gs resolving %s" % (deadline.seconds, host), step=STEP_RESOLVE)
+        raise Timeout("timed out after %gs resolving %s" % (deadline.seconds or 0.0, host), step=STEP_RESOLVE)
     addresses: List[AddrInfo] = result["addresses"]
     if not addresses:
         raise ConnectError("cannot resolve %s: no address" % host, host=host)
@@ -354,7 +354,7 @@ def _dial(
         return sock, direct_tls
     if deadline.expired:
         raise Timeout(
-            "timed out after %gs connecting to %s (%s)" % (deadline.seconds, host, "; ".join(failures) or "no attempt"),
+            "timed out after %gs connecting to %s (%s)" % (deadline.seconds or 0.0, host, "; ".join(failures) or "no attempt"),
             step=STEP_CONNECT,
         )
     raise ConnectError("cannot connect to %s" % "; ".join(failures), host=host, port=tried)
