@@ -8,12 +8,12 @@ in the caller's thread, never later from deep inside.
 
 from __future__ import annotations
 
-import math
 import ssl
 from typing import Any, Callable, Optional, Tuple
 
 from . import __version__
-from .deadline import MAX_TIMEOUT
+from .deadline import check_timeout
+from .dial import check_host
 from .errors import UsageError
 from .policy import Reconnect
 from .protocol.core import ClientProtocol, VersionInfo
@@ -22,24 +22,9 @@ from .protocol.limits import Limits
 from .protocol.sasl import Mechanism, make_mechanism
 from .tls import create_default_context
 
-__all__ = ["Options", "check_seconds", "DEFAULT_HOST"]
+__all__ = ["Options", "DEFAULT_HOST"]
 
 DEFAULT_HOST = "push.xmpp.yandex.ru"
-
-
-def check_seconds(name: str, value: Any, *, allow_none: bool = False) -> Optional[float]:
-    """``value`` as a positive, finite number of seconds no larger than :data:`MAX_TIMEOUT`."""
-    if value is None:
-        if allow_none:
-            return None
-        raise UsageError("%s must be a number of seconds" % name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError("%s must be a number of seconds, not %s" % (name, type(value).__name__))
-    if math.isnan(value) or not value > 0:
-        raise UsageError("%s must be a positive number of seconds" % name)
-    if value > MAX_TIMEOUT:
-        raise UsageError("%s must be at most %d seconds%s" % (name, MAX_TIMEOUT, " (or None)" if allow_none else ""))
-    return float(value)
 
 
 def _check_port(name: str, value: Any) -> Optional[int]:
@@ -150,18 +135,18 @@ class Options:
     ) -> None:
         set_ = object.__setattr__
         set_(self, "login", _check_text("login", login))
-        set_(self, "host", _check_host(host))
+        set_(self, "host", check_host(_check_text("host", host) or ""))
         set_(self, "domain", _check_text("domain", domain))
         set_(self, "resource", _check_text("resource", resource, allow_none=True))
         set_(self, "port", _check_port("port", port))
         set_(self, "tls_port", _check_port("tls_port", tls_port))
         if port is None and tls_port is None:
             raise UsageError("port and tls_port cannot both be None")
-        set_(self, "timeout", check_seconds("timeout", timeout))
-        set_(self, "close_timeout", check_seconds("close_timeout", close_timeout))
-        set_(self, "request_timeout", check_seconds("request_timeout", request_timeout if request_timeout is not None else timeout))
-        set_(self, "keepalive", check_seconds("keepalive", keepalive, allow_none=True))
-        set_(self, "keepalive_timeout", check_seconds("keepalive_timeout", keepalive_timeout))
+        set_(self, "timeout", check_timeout("timeout", timeout, allow_none=False))
+        set_(self, "close_timeout", check_timeout("close_timeout", close_timeout, allow_none=False))
+        set_(self, "request_timeout", check_timeout("request_timeout", request_timeout if request_timeout is not None else timeout, allow_none=False))
+        set_(self, "keepalive", check_timeout("keepalive", keepalive, allow_none=True))
+        set_(self, "keepalive_timeout", check_timeout("keepalive_timeout", keepalive_timeout, allow_none=False))
         if reconnect is not None and not isinstance(reconnect, Reconnect):
             raise UsageError("reconnect must be a yaxmpp.Reconnect policy or None")
         set_(self, "reconnect", reconnect)
@@ -231,12 +216,3 @@ class Options:
             self.domain,
         )
 
-
-def _check_host(host: Any) -> str:
-    text = _check_text("host", host)
-    assert text is not None
-    try:
-        from .dial import check_host
-    except ImportError:  # pragma: no cover - until dial grows its checker
-        return text
-    return check_host(text)

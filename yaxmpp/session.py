@@ -37,7 +37,7 @@ from typing import Any, Dict, FrozenSet, Optional
 from xml.etree.ElementTree import Element
 
 from .connection import Connection, Target
-from .deadline import Deadline
+from .deadline import Deadline, check_timeout
 from .delivery import Delivery
 from .dial import parse_redirect
 from .errors import (
@@ -51,7 +51,7 @@ from .errors import (
     Timeout,
     UsageError,
 )
-from .options import Options, check_seconds
+from .options import Options
 from .protocol.disk import Notification, subscribe_payload, subscribe_target
 from .protocol.redact import Redactor, bound
 
@@ -133,7 +133,7 @@ class Session:
     # -- connecting ----------------------------------------------------------------------
 
     def connect(self, timeout: Optional[float]) -> None:
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         deadline = Deadline(self.options.timeout if seconds is None else seconds)
         with self._cond:
             state = self._state
@@ -322,14 +322,14 @@ class Session:
         raise ClientClosed("the client is not connected")
 
     def request(self, payload: str, iq_type: str, to: Optional[str], timeout: Optional[float]) -> Element:
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         if iq_type not in ("get", "set"):
             raise UsageError("type must be 'get' or 'set'")
         connection = self._require_connection()
         return connection.request(iq_type, payload, to, self.options.request_timeout if seconds is None else seconds)
 
     def subscribe(self, timeout: Optional[float]) -> None:
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         deadline = Deadline(self.options.request_timeout if seconds is None else seconds)
         self._subscribe(self._require_connection(), deadline)
 
@@ -355,14 +355,14 @@ class Session:
 
     def next_notification(self, timeout: Optional[float]) -> Optional[Notification]:
         """The next notification, None when ``timeout`` passed; raises what ended the client."""
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         return self.delivery.take(seconds)  # type: ignore[no-any-return]
 
     # -- ending --------------------------------------------------------------------------
 
     def wait(self, timeout: Optional[float]) -> bool:
         """Block until the client has ended; raise the error that ended it (none after close())."""
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         with self._cond:
             if not self._cond.wait_for(lambda: self._state in _ENDED, seconds):
                 return False
@@ -372,7 +372,7 @@ class Session:
         return True
 
     def close(self, timeout: Optional[float]) -> None:
-        seconds = check_seconds("timeout", timeout, allow_none=True)
+        seconds = check_timeout("timeout", timeout, allow_none=True)
         deadline = Deadline(self.options.close_timeout if seconds is None else seconds)
         with self._cond:
             state = self._state

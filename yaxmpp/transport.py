@@ -5,7 +5,13 @@ that bytes read before the switch to TLS can be handed to the TLS layer instead 
 lost, and so that reads (reader thread) and writes (any thread) can share one TLS object
 under a short lock while the socket itself is used without one.
 
-Errors: socket timeouts surface as :class:`socket.timeout`, other socket failures as
+The socket is non-blocking; every wait is an explicit ``poll`` bounded by a
+:class:`~yaxmpp.deadline.Deadline` that covers the whole call.  So a peer trickling bytes that
+never complete a TLS record (or zlib data that inflates to nothing) cannot stretch a call past
+its deadline, and a reader waiting on the socket and a writer on another thread never fight
+over a shared socket timeout.  :meth:`Transport.shutdown` from another thread wakes a waiter.
+
+Errors: deadlines surface as :class:`socket.timeout`, other socket failures as
 :class:`OSError`, and TLS failures as :class:`~yaxmpp.TLSError`.
 """
 
@@ -18,7 +24,9 @@ import sys
 import threading
 from typing import Callable, List, Optional
 
+from .cancel import MAX_WAIT, wait_socket
 from .compression import Deflater, Inflater
+from .deadline import Deadline
 from .errors import TLSError
 
 __all__ = ["Transport"]
@@ -29,10 +37,18 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 class Transport:
     """One connected socket and the layers on it.  ``recv`` is for one reader at a time;
-    ``send`` may be called from any thread."""
+    ``send`` may be called from any thread.
+
+    A call given no deadline is bounded by the default set with :meth:`set_timeout` (none at
+    first: it waits as long as it takes), a send by :meth:`bound_sends` when that was set.
+    The socket is made non-blocking; its own timeout is not used.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._timeout: Optional[float] = None
+        self._send_bound: Optional[float] = None
+        sock.setblocking(False)
         self._tls: Optional[ssl.SSLObject] = None
         self._incoming: Optional[ssl.MemoryBIO] = None
         self._outgoing: Optional[ssl.MemoryBIO] = None
@@ -82,13 +98,17 @@ class Transport:
         leftover: bytes = b"",
         set_timeout: Optional[Callable[[], None]] = None,
         server_side: bool = False,
+        deadline: Optional[Deadline] = None,
     ) -> None:
-        """Run the TLS handshake over the socket.
+        """Run the TLS handshake over the socket, all of it within ``deadline`` (default: the
+        :meth:`set_timeout` bound for the whole handshake); :class:`socket.timeout` after it.
 
         ``leftover`` are bytes already read from the socket that belong to TLS.
-        ``set_timeout`` is called before every blocking read, so the caller's deadline applies.
+        ``set_timeout`` (older interface) is called before every blocking read.
         ``server_side`` is for the loopback stand-in server, which shares this transport.
         """
+        if deadline is None:
+            deadline = Deadline(self._timeout)
         incoming = ssl.MemoryBIO()
         outgoing = ssl.MemoryBIO()
         try:
@@ -104,64 +124,104 @@ class Transport:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                self._flush_handshake(outgoing)
+                self._flush_handshake(outgoing, deadline)
                 if set_timeout is not None:
                     set_timeout()
-                data = self.sock.recv(RECV_SIZE)
+                data = self._read_socket(deadline)
                 if not data:
                     raise TLSError("the server closed the connection during the TLS handshake") from None
-                self.bytes_received += len(data)
                 incoming.write(data)
             except ssl.SSLCertVerificationError as exc:
-                self._flush_handshake(outgoing)
+                self._flush_handshake(outgoing, deadline)
                 raise TLSError("certificate verification failed for %s: %s" % (server_hostname, exc.verify_message or exc)) from None
             except ssl.SSLError as exc:
-                self._flush_handshake(outgoing)
+                self._flush_handshake(outgoing, deadline)
                 raise TLSError("TLS handshake with %s failed: %s" % (server_hostname, exc.reason or exc)) from None
-        self._flush_handshake(outgoing)
+        self._flush_handshake(outgoing, deadline)
         with self._tls_lock:
             self._tls, self._incoming, self._outgoing = tls, incoming, outgoing
 
-    def _flush_handshake(self, outgoing: ssl.MemoryBIO) -> None:
+    def _flush_handshake(self, outgoing: ssl.MemoryBIO, deadline: Deadline) -> None:
         data = outgoing.read()
         if data:
-            self.sock.sendall(data)
-            self.bytes_sent += len(data)
+            self._write_socket(data, deadline)
+
+    # -- the socket ------------------------------------------------------------------------
+
+    def _read_socket(self, deadline: Optional[Deadline]) -> bytes:
+        """One ``recv`` from the socket, waiting at most until ``deadline`` (None: no limit)."""
+        sock = self.sock
+        while True:
+            timeout = None if deadline is None else deadline.remaining()
+            if timeout is not None and timeout <= 0:
+                raise socket.timeout("timed out")
+            if not wait_socket(sock, False, timeout):
+                continue  # the time is up (checked above), or a long wait is done in steps
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue  # woken for nothing
+            self.bytes_received += len(data)
+            return data
+
+    def _write_socket(self, data: bytes, deadline: Optional[Deadline]) -> None:
+        """All of ``data`` into the socket by ``deadline`` (None: no limit)."""
+        sock = self.sock
+        view = memoryview(data)
+        try:
+            while view:
+                try:
+                    sent = sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent:
+                    self.bytes_sent += sent
+                    view = view[sent:]
+                    continue
+                timeout = None if deadline is None else deadline.remaining()
+                if timeout is not None and timeout <= 0:
+                    raise socket.timeout("timed out")
+                wait_socket(sock, True, timeout)
+        finally:
+            view.release()
 
     # -- data ----------------------------------------------------------------------------
 
-    def recv(self) -> bytes:
+    def recv(self, deadline: Optional[Deadline] = None) -> bytes:
         """Block until data arrives; ``b""`` at end of file (or TLS close).
+
+        The whole call ends by ``deadline`` (default: the :meth:`set_timeout` bound, counted
+        from now), with :class:`socket.timeout` if nothing usable came: bytes that arrive but
+        complete no TLS record, or inflate to nothing, do not extend it.
 
         With compression on, returns inflated data in bounded pieces
         (:class:`~yaxmpp.ProtocolError` for corrupt data or a bomb).
         """
+        if deadline is None and self._timeout is not None:
+            deadline = Deadline(self._timeout)
         inflater = self._inflater
         if inflater is None:
-            return self._recv_layer()
+            return self._recv_layer(deadline)
         while True:
             piece = inflater.next_piece()
             if piece:
                 return piece
-            data = self._recv_layer()
+            data = self._recv_layer(deadline)
             if not data:
                 return b""
             inflater.feed(data)
 
-    def _recv_layer(self) -> bytes:
+    def _recv_layer(self, deadline: Optional[Deadline]) -> bytes:
         """Plaintext from the socket, through TLS when it is on."""
         if self._tls is None:
-            data = self.sock.recv(RECV_SIZE)
-            self.bytes_received += len(data)
-            return data
+            return self._read_socket(deadline)
         while True:
             plain, eof, reply = self._decrypt()
             if reply:
-                self._send_raw_in_order()
+                self._send_raw_in_order(deadline)
             if plain or eof:
                 return plain
-            data = self.sock.recv(RECV_SIZE)
-            self.bytes_received += len(data)
+            data = self._read_socket(deadline)
             with self._tls_lock:
                 if data:
                     self._incoming.write(data)  # type: ignore[union-attr]
@@ -192,13 +252,12 @@ class Transport:
             reply = self._outgoing.pending > 0  # type: ignore[union-attr]
         return b"".join(chunks), eof, reply
 
-    def _send_raw_in_order(self) -> None:
+    def _send_raw_in_order(self, deadline: Optional[Deadline]) -> None:
         with self._send_lock:
             with self._tls_lock:
                 data = self._outgoing.read()  # type: ignore[union-attr]
             if data:
-                self.sock.sendall(data)
-                self.bytes_sent += len(data)
+                self._write_socket(data, deadline)
 
     def compress(self, data: bytes) -> bytes:
         """``data`` as the compression layer would put it on the wire (unchanged when off).
@@ -206,13 +265,25 @@ class Transport:
         with self._send_lock:
             return self._deflater.compress(data) if self._deflater is not None else data
 
-    def send(self, data: bytes, compress: bool = True) -> None:
-        """Write all of ``data`` (compressed and encrypted when those are on); bounded by the
-        socket timeout.  ``compress=False`` skips compression (the stand-in server uses it to
-        send hand-made zlib data)."""
+    def send(self, data: bytes, compress: bool = True, deadline: Optional[Deadline] = None) -> None:
+        """Write all of ``data`` (compressed and encrypted when those are on), the whole call
+        within ``deadline`` (default: the :meth:`bound_sends` bound, else the :meth:`set_timeout`
+        one, counted from now); :class:`socket.timeout` after it.  The deadline includes the
+        wait for another thread's send.  ``compress=False`` skips compression (the stand-in
+        server uses it to send hand-made zlib data)."""
         if not data:
             return
-        with self._send_lock:
+        if deadline is None:
+            bound = self._send_bound if self._send_bound is not None else self._timeout
+            if bound is not None:
+                deadline = Deadline(bound)
+        if deadline is None:
+            self._send_lock.acquire()
+        else:
+            remaining = deadline.remaining()
+            if not self._send_lock.acquire(timeout=min(remaining, MAX_WAIT) if remaining else 0):
+                raise socket.timeout("timed out waiting for another send")
+        try:
             if compress and self._deflater is not None:
                 data = self._deflater.compress(data)
             if self._tls is not None:
@@ -222,28 +293,39 @@ class Transport:
                     except ssl.SSLError as exc:
                         raise TLSError("TLS error: %s" % (exc.reason or exc)) from None
                     data = self._outgoing.read()  # type: ignore[union-attr]
-            self.sock.sendall(data)
-            self.bytes_sent += len(data)
+            self._write_socket(data, deadline)
+        finally:
+            self._send_lock.release()
 
     # -- ending ----------------------------------------------------------------------------
 
+    @property
+    def timeout(self) -> Optional[float]:
+        """The bound of a :meth:`recv` (and :meth:`send`) called without a deadline."""
+        return self._timeout
+
     def set_timeout(self, seconds: Optional[float]) -> None:
-        self.sock.settimeout(seconds)
+        """Bound each later :meth:`recv` (and :meth:`send`, unless :meth:`bound_sends` was
+        called) given no deadline by ``seconds`` in all; None: no limit."""
+        self._timeout = seconds
 
     def bound_sends(self, seconds: float) -> bool:
-        """Bound each blocking send by ``seconds`` with the kernel's SO_SNDTIMEO, for a socket
-        whose reads wait without a timeout.  False where the platform does not allow it."""
+        """Bound each :meth:`send` given no deadline by ``seconds``, for a transport whose
+        reads wait without a timeout.  Always True (kept for callers that checked): the bound is
+        kept here, and also set as the kernel's SO_SNDTIMEO where the platform allows, as a
+        second guard for the socket's other users."""
+        self._send_bound = seconds
         option = getattr(socket, "SO_SNDTIMEO", None)
         if option is None:  # pragma: no cover
-            return False
+            return True
         if sys.platform == "win32":  # pragma: no cover - a DWORD of milliseconds there
             value = struct.pack("<I", int(seconds * 1000))
         else:  # struct timeval
             value = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, option, value)
-        except OSError:  # pragma: no cover
-            return False
+        except (OSError, OverflowError, struct.error):  # pragma: no cover
+            pass
         return True
 
     def shutdown(self) -> None:
