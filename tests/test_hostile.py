@@ -771,11 +771,6 @@ def test_token_echoed_in_a_stream_error_condition_is_not_shown(caplog, server, m
     check_session_ends(caplog, client, session, yaxmpp.StreamError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the driver logs the stream id; it must bind the client's redactor to its threads "
-    "(redact.bound(core.redactor)); remove this mark when it does",
-)
 def test_token_echoed_as_the_stream_id_is_not_logged(caplog):
     caplog.set_level(logging.DEBUG, logger="yaxmpp")
     script = negotiating_server(stream_ids={"auth_stream": "id-%s" % TOKEN})

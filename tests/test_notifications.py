@@ -314,7 +314,7 @@ def test_callback_runs_on_its_own_thread_in_order(server, make_client):
     assert done.wait(5)
     assert [iq_id for iq_id, _ in got] == ids
     assert {name for _, name in got} == {"yaxmpp-dispatch-%d" % client.number}
-    with pytest.raises(RuntimeError):
+    with pytest.raises(yaxmpp.UsageError):
         client.get_notification(timeout=0)
 
 

@@ -283,19 +283,6 @@ def test_redirects_are_bounded():
     assert library_threads() == []
 
 
-def test_see_other_host_after_the_session_moves_the_client(make_server, make_client):
-    old, new = make_server(), make_server()
-    client = make_client(old, reconnect=Reconnect(initial=30, maximum=30, rng=Longest())).connect()
-    old.wait_for_session().send(
-        "<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>127.0.0.1:%d</see-other-host>"
-        "</stream:error></stream:stream>" % new.starttls_port
-    )
-    moved = new.wait_for_session(timeout=5)  # at once, not after the 30 s backoff
-    assert moved.subscribed.wait(5)
-    moved.push([{"type": "new", "key": "/disk/moved"}])
-    assert client.get_notification(timeout=5).changes[0].path == "/disk/moved"
-
-
 # -- fault injection ------------------------------------------------------------------------------
 
 

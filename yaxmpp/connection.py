@@ -229,7 +229,7 @@ class Connection:
         sock, direct_tls = dial(host, port, tls_port, deadline, self._cancel)
         self.port = sock.getpeername()[1]
         transport = self._transport = Transport(sock)
-        core = self._core = o.make_core(direct_tls)
+        core = self._core = o.make_core(direct_tls, self.redactor)
         log.info("connected to %s port %d (%s)", host, self.port, "direct TLS" if direct_tls else "STARTTLS")
         early: List[Event] = []
         try:

@@ -19,6 +19,7 @@ from .policy import Reconnect
 from .protocol.core import ClientProtocol, VersionInfo
 from .protocol.disk import Notification
 from .protocol.limits import Limits
+from .protocol.redact import Redactor
 from .protocol.sasl import Mechanism, make_mechanism
 from .tls import create_default_context
 
@@ -195,8 +196,9 @@ class Options:
         """Where the first attempt dials: (host, STARTTLS port, direct-TLS port)."""
         return self.host, self.port, self.tls_port
 
-    def make_core(self, tls: bool) -> ClientProtocol:
-        """A fresh protocol core for one connection; ``tls``: the transport is TLS already."""
+    def make_core(self, tls: bool, redactor: Optional[Redactor] = None) -> ClientProtocol:
+        """A fresh protocol core for one connection; ``tls``: the transport is TLS already;
+        ``redactor``: the client's (one per client, shared by its connections)."""
         return ClientProtocol(
             self.mechanism,
             domain=self.domain,
@@ -205,6 +207,7 @@ class Options:
             version=self.version,
             limits=self.limits,
             compress=self.compress,
+            redactor=redactor,
         )
 
     def __repr__(self) -> str:

@@ -62,6 +62,14 @@ log = logging.getLogger("yaxmpp")
 _numbers = itertools.count(1)
 
 
+def _call_timeout(value: Optional[float]) -> Optional[float]:
+    """A call's ``timeout``: None (the default or no limit, depending on the call), 0 (do not
+    wait), or a positive number of seconds checked like every other timeout."""
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return check_timeout("timeout", value, allow_none=True)
+
+
 class State(enum.Enum):
     IDLE = "not connected yet"
     CONNECTING = "connecting"
@@ -133,7 +141,7 @@ class Session:
     # -- connecting ----------------------------------------------------------------------
 
     def connect(self, timeout: Optional[float]) -> None:
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         deadline = Deadline(self.options.timeout if seconds is None else seconds)
         with self._cond:
             state = self._state
@@ -189,10 +197,8 @@ class Session:
             connection.open(deadline)
             if self.options.subscribe:
                 self._subscribe(connection, deadline)
-        except BaseException as exc:
+        except BaseException:
             connection.close(Deadline(min(1.0, deadline.remaining() or 0.0)))
-            if isinstance(exc, Error) and connection.aborted:
-                raise ClientClosed("the client was closed during connect()") from None
             raise
         return connection
 
@@ -274,6 +280,8 @@ class Session:
                 attempt = 0  # only a session that stayed up resets the count
             target: Target = self.options.targets()
             redirects = 0
+            if isinstance(error, StreamError) and error.other_host is not None:
+                redirects, target, error = self._follow(error, redirects)
             while True:
                 if policy.gives_up(attempt, error):
                     log.warning("not reconnecting after: %s", error)
@@ -295,18 +303,27 @@ class Session:
                     log.warning("reconnect attempt %d failed: %s", attempt, exc)
                     error = exc
                     target = self.options.targets()
-                    if isinstance(exc, StreamError) and exc.other_host is not None and redirects < self.options.max_redirects:
-                        redirects += 1
-                        try:
-                            target = self._redirect_target(exc.other_host)
-                        except Error as bad:
-                            error = bad
+                    if isinstance(exc, StreamError) and exc.other_host is not None:
+                        redirects, target, error = self._follow(exc, redirects)
                     continue
                 try:
                     self._opened(connection, State.RECONNECTING)
                 except ClientClosed:
                     return
                 break
+
+    def _follow(self, error: StreamError, redirects: int) -> "tuple[int, Target, Error]":
+        """The next attempt's target after a redirect (the configured one past the limit or
+        for an unusable target); returns (redirects so far, target, the error to report)."""
+        if redirects >= self.options.max_redirects:
+            return redirects, self.options.targets(), error
+        assert error.other_host is not None
+        try:
+            target = self._redirect_target(error.other_host)
+        except Error as bad:
+            return redirects, self.options.targets(), self.redactor.scrub_error(bad)
+        log.info("the next attempt goes to %s", error.other_host)
+        return redirects + 1, target, error
 
     # -- requests ------------------------------------------------------------------------
 
@@ -322,14 +339,14 @@ class Session:
         raise ClientClosed("the client is not connected")
 
     def request(self, payload: str, iq_type: str, to: Optional[str], timeout: Optional[float]) -> Element:
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         if iq_type not in ("get", "set"):
             raise UsageError("type must be 'get' or 'set'")
         connection = self._require_connection()
         return connection.request(iq_type, payload, to, self.options.request_timeout if seconds is None else seconds)
 
     def subscribe(self, timeout: Optional[float]) -> None:
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         deadline = Deadline(self.options.request_timeout if seconds is None else seconds)
         self._subscribe(self._require_connection(), deadline)
 
@@ -355,14 +372,14 @@ class Session:
 
     def next_notification(self, timeout: Optional[float]) -> Optional[Notification]:
         """The next notification, None when ``timeout`` passed; raises what ended the client."""
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         return self.delivery.take(seconds)  # type: ignore[no-any-return]
 
     # -- ending --------------------------------------------------------------------------
 
     def wait(self, timeout: Optional[float]) -> bool:
         """Block until the client has ended; raise the error that ended it (none after close())."""
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         with self._cond:
             if not self._cond.wait_for(lambda: self._state in _ENDED, seconds):
                 return False
@@ -372,7 +389,7 @@ class Session:
         return True
 
     def close(self, timeout: Optional[float]) -> None:
-        seconds = check_timeout("timeout", timeout, allow_none=True)
+        seconds = _call_timeout(timeout)
         deadline = Deadline(self.options.close_timeout if seconds is None else seconds)
         with self._cond:
             state = self._state
