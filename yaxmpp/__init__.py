@@ -12,7 +12,7 @@ socket with TLS and a background reader thread.  :mod:`yaxmpp.testing` is a loop
 stand-in for push.xmpp.yandex.ru.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 import logging as _logging  # noqa: E402
 

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any, Dict, List, Optional, TextIO
 
-from . import __version__
+from ._version import __version__
 
 __all__ = ["main"]
 

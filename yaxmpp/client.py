@@ -10,7 +10,7 @@ import ssl
 from typing import Any, Callable, Iterator, Optional
 from xml.etree.ElementTree import Element
 
-from . import __version__
+from ._version import __version__
 from .errors import Error, Timeout
 from .options import DEFAULT_HOST, Options
 from .policy import Reconnect

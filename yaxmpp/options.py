@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Callable, Optional, Tuple
 
-from . import __version__
+from ._version import __version__
 from .deadline import check_timeout
 from .dial import check_host
 from .errors import UsageError
