@@ -281,7 +281,7 @@ class Connection:
         if self._closing:
             return ClientClosed("the client was closed during connect()")
         if isinstance(exc, socket.timeout):
-            return Timeout("connect() timed out after %gs while %s" % (deadline.seconds, step), step)
+            return Timeout("connect() timed out after %gs while %s" % (deadline.seconds or 0.0, step), step)
         if isinstance(exc, Error):
             return self.redactor.scrub_error(exc)
         if isinstance(exc, OSError):
@@ -412,7 +412,7 @@ class Connection:
     def _deliver_all(self, events: List[Event]) -> None:
         for event in events:
             if type(event) is PushesReceived:
-                self._take_pushes(event)  # type: ignore[arg-type]
+                self._take_pushes(event)
             else:
                 self._deliver(event)
 

@@ -57,8 +57,8 @@ def run_demo(verbose: bool = False, out: TextIO = sys.stdout) -> int:
     try:
         with FakeServer(login=login, token=token) as server:
             out.write(
-                "  server: 127.0.0.1, STARTTLS port %d, direct-TLS port %d, login %r, token %s\n"
-                % (server.starttls_port, server.tls_port, login, token[:4] + MASK)
+                "  server: 127.0.0.1, STARTTLS port %s, direct-TLS port %s, login %r, token %s\n"
+                % (server.starttls_port, server.tls_port, login, MASK)
             )
             client = Client(login, token, client_name="yaxmpp-demo", **server.client_options())
             with client:

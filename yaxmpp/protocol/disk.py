@@ -75,7 +75,7 @@ class Change:
 
     @property
     def attrs(self) -> Mapping[str, str]:
-        return MappingProxyType(self._attrs)  # type: ignore[arg-type]
+        return MappingProxyType(self._attrs)
 
     @property
     def type(self) -> Optional[str]:

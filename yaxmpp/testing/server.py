@@ -319,7 +319,8 @@ class FakeServer:
         sock.bind((self.host, port))
         sock.listen(128)
         self._listeners.append((sock, direct_tls))
-        return sock.getsockname()[1]
+        bound: int = sock.getsockname()[1]
+        return bound
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listeners and every connection; join all threads."""
