@@ -376,3 +376,38 @@ def _catch(function, errors: List[BaseException]) -> None:
     except BaseException as exc:  # noqa: BLE001 - collected for the test
         errors.append(exc)
 
+
+
+# -- bounded memory, control items, masked state ------------------------------------------------
+
+
+def test_requests_that_time_out_leave_nothing_behind(make_server, make_client):
+    server = make_server()
+    client = make_client(server).connect()
+    server.wait_for_session().mute()  # a silent server: no answer ever comes
+    connection = client._session.connection
+    for _ in range(300):
+        with pytest.raises(yaxmpp.Timeout):
+            client.request('<query xmlns="jabber:iq:version"/>', to="ya.ru", timeout=0.001)
+    assert connection._waiters == {}
+    assert connection._core._pending == {}
+
+
+def test_control_items_do_not_count_against_max_pending():
+    from yaxmpp.delivery import Delivery
+
+    delivery = Delivery(1, on_notification=lambda n: None, callbacks=True, name="yaxmpp-test-delivery")
+    delivery.reopen()
+    for _ in range(5):
+        delivery.put_call(print, "on_connect")
+    assert delivery.put_notifications(["n1", "n2"]) == 1  # room for max_pending notifications
+    assert len(delivery) == 1 and delivery.refused == 1
+
+
+def test_repr_masks_a_jid_that_echoes_the_token(server, make_client):
+    from .secrets_check import assert_no_secret
+
+    client = make_client(server, resource=TOKEN).connect()
+    assert TOKEN in (client.jid or "")  # the server bound what was asked for
+    assert_no_secret(repr(client), TOKEN, login=LOGIN)
+    assert "connected" in repr(client)
