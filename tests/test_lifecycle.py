@@ -411,3 +411,33 @@ def test_repr_masks_a_jid_that_echoes_the_token(server, make_client):
     assert TOKEN in (client.jid or "")  # the server bound what was asked for
     assert_no_secret(repr(client), TOKEN, login=LOGIN)
     assert "connected" in repr(client)
+
+
+def test_watch_exits_non_zero_when_the_client_ends_by_an_error(server, monkeypatch, tmp_path):
+    """A crash of the reconnect loop used to end `yaxmpp watch` with exit code 0."""
+    import io
+
+    from yaxmpp import cli
+
+    class Broken(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            raise RuntimeError("broken rng")
+
+    real = yaxmpp.Reconnect
+    monkeypatch.setattr(yaxmpp, "Reconnect", lambda **kw: real(rng=Broken(), **kw))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    args = cli._parser().parse_args(
+        ["watch", "--login", LOGIN, "--token-file", str(token_file), "--host", "127.0.0.1",
+         "--port", str(server.starttls_port), "--tls-port", "none", "--cafile", server.cafile]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    result: List[int] = []
+    runner = threading.Thread(target=lambda: result.append(cli.run_watch(args, out, err)))
+    runner.start()
+    server.wait_for_session().subscribed.wait(5)
+    server.wait_for_session().drop()
+    runner.join(20)
+    assert result == [cli.EXIT_ERROR]
+    assert "reconnect loop failed" in err.getvalue()
+    assert TOKEN not in err.getvalue() + out.getvalue()
