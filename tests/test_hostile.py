@@ -36,6 +36,7 @@ from yaxmpp.transport import Transport
 
 from .conftest import LOGIN, TOKEN, library_threads, wait_until
 from .scripted import ScriptedServer, server_tls_context, wait_for_eof
+from .secrets_check import assert_no_secret
 
 PAYLOAD = base64.b64encode(("%s\0%s" % (LOGIN, TOKEN)).encode()).decode()
 SECRETS = (TOKEN, PAYLOAD)
@@ -123,6 +124,7 @@ def assert_token_never_shown(caplog: pytest.LogCaptureFixture, *errors: Optional
     for secret in SECRETS:
         for text in texts:
             assert secret not in text
+    assert_no_secret(texts, TOKEN, LOGIN)  # not even in part
 
 
 def call_bounded(function: Callable[[], Any], bound: float) -> Tuple[Optional[BaseException], float, bool]:

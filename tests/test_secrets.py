@@ -99,21 +99,25 @@ def test_pieces_match_a_brute_force_reference():
                 i += 1
         return "".join(out)
 
-    for _ in range(500):
-        secret = "".join(rng.choice("0123456789abcdef") for _ in range(rng.randint(8, 40)))
+    # Texts in Latin-1 and not (two ways to chunk them), secrets in Latin-1 and not.
+    for trial in range(1500):
+        alphabet = "0123456789abcdef" + ("" if trial % 3 else "\u044b\xe9\U0001f600")
+        secret = "".join(rng.choice(alphabet) for _ in range(rng.randint(8, 40)))
         parts = []
         for _ in range(rng.randint(0, 6)):
             if rng.random() < 0.5:
                 a = rng.randint(0, len(secret) - 1)
                 parts.append(secret[a : rng.randint(a, len(secret))])
             else:
-                parts.append("".join(rng.choice("0123456789abcdef <>='") for _ in range(rng.randint(0, 12))))
+                noise = "0123456789abcdef <>='" + ("\u20ac\xe9" if trial % 2 else "")
+                parts.append("".join(rng.choice(noise) for _ in range(rng.randint(0, 12))))
         text = "".join(parts)
         assert Redactor([secret]).scrub(text) == reference(text, secret)
     # Pieces across the 4 KiB blocks a long text is looked at in.
     r = Redactor([TOKEN])
     for offset in range(4080, 4100):
         assert r.scrub("x" * offset + TOKEN[3:20] + "y") == "x" * offset + MASK + "y"
+        assert r.scrub("\u20ac" * offset + TOKEN[3:20] + "y") == "\u20ac" * offset + MASK + "y"
 
 
 def test_the_mechanism_redactor_masks_the_payload_and_the_base64_token_in_part():
@@ -315,6 +319,11 @@ def test_a_record_names_its_redactor_with_extra(formatted):
     text = formatted.getvalue()
     assert "RuntimeError: ***" in text and "Stack (most recent call last)" in text
     assert_no_secret(text, TOKEN)
+    # The record does not keep the redactor (and its secrets) alive.
+    record = logging.LogRecord("yaxmpp", logging.INFO, __file__, 1, "x %s", (TOKEN,), None)
+    record.__dict__[redact.RECORD_ATTRIBUTE] = r
+    assert LogRedactor().filter(record) and record.getMessage() == "x ***"
+    assert not hasattr(record, redact.RECORD_ATTRIBUTE)
 
 
 def test_bindings_nest_and_belong_to_their_thread(formatted):
@@ -346,9 +355,19 @@ def test_a_record_with_a_broken_format_shows_no_secret(formatted, capsys):
 
 
 def test_the_filter_is_on_every_yaxmpp_logger_once():
-    for name in ("yaxmpp", "yaxmpp.xml", "yaxmpp.testing"):
+    import yaxmpp.cli  # noqa: F401  (every module that may name a logger)
+    import yaxmpp.demo  # noqa: F401
+    import yaxmpp.testing  # noqa: F401
+
+    names = [
+        name
+        for name, logger in logging.root.manager.loggerDict.items()
+        if (name == "yaxmpp" or name.startswith("yaxmpp.")) and isinstance(logger, logging.Logger)
+    ]
+    assert {"yaxmpp", "yaxmpp.xml", "yaxmpp.testing"} <= set(names)
+    for name in names:  # a logger's filters do not apply to its children's records
         filters = [f for f in logging.getLogger(name).filters if isinstance(f, LogRedactor)]
-        assert len(filters) == 1
+        assert len(filters) == 1, "logger %s: add it to redact.install() in yaxmpp/__init__.py" % name
     redact.install("yaxmpp")
     assert len([f for f in logging.getLogger("yaxmpp").filters if isinstance(f, LogRedactor)]) == 1
 
@@ -462,3 +481,26 @@ def test_the_command_shows_no_piece_of_the_token(make_server):
     assert code != 0 and "subscription" in err, err
     assert "SEND <auth " in err
     assert_no_secret(out + err, TOKEN, LOGIN)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the driver logs the stream id; it must bind the client's redactor to its threads "
+    "(redact.bound(core.redactor)); remove this mark when it does",
+)
+def test_half_the_token_echoed_as_the_stream_id_is_not_logged(caplog, formatted):
+    from .scripted import ScriptedServer
+    from .test_hostile import negotiating_server, scripted_client
+
+    caplog.set_level(logging.DEBUG, logger="yaxmpp")
+    script = negotiating_server(stream_ids={"tls_stream": "a" + half(TOKEN), "auth_stream": "b" + half(TOKEN, first=False)})
+    with ScriptedServer(script) as scripted:
+        client = scripted_client(scripted.port)
+        try:
+            client.connect()
+            text = repr(client)
+        finally:
+            script.halt.set()  # type: ignore[attr-defined]
+            client.close(timeout=2)
+    assert any("stream opened" in r.getMessage() for r in caplog.records)
+    assert_no_secret([r.getMessage() for r in caplog.records] + [formatted.getvalue(), text], TOKEN, LOGIN)

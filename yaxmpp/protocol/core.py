@@ -168,6 +168,8 @@ class ClientProtocol:
     sends credentials over a stream that is not TLS.  With ``compress=True`` it asks for zlib
     compression (XEP-0138) when the server offers it over TLS, before authentication or, if
     only offered then, after it; :class:`CompressionRequested` tells the driver when to switch.
+    ``redactor`` (by default one made from ``mechanism``) masks the client's secrets in every
+    error and log line the core makes; it is :attr:`redactor`, for the driver to bind.
     """
 
     def __init__(

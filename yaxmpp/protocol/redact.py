@@ -22,6 +22,7 @@ import base64
 import contextvars
 import logging
 import re
+import struct
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Iterable, List, NoReturn, Optional, Set, Tuple, Type, TypeVar
 
@@ -96,10 +97,13 @@ RECORD_ATTRIBUTE = "yaxmpp_redactor"
 # Pieces are found in two passes.  The text is cut into 4-character chunks at offsets 0, 4,
 # 8, ... and the chunks are looked up, all at once in C, in the set of every 4-character
 # substring of the secrets: a run of 8 characters always covers one whole aligned chunk, so no
-# hit means nothing to mask (the common case, about 20 ns a character).  Around each hit, the
-# 8-character windows are looked up in the set of the secrets' 8-character substrings.
+# hit means nothing to mask (the common case).  Around each hit, the 8-character windows are
+# looked up in the set of the secrets' 8-character substrings.  A text that encodes to
+# Latin-1 (nearly every log line) is chunked as the 32-bit words of its bytes (about 8 ns a
+# character); any other text by a regular expression (about 20 ns a character).
 _CHUNK = 4
 _chunks: Callable[[str], List[str]] = re.compile(".{%d}" % _CHUNK, re.S).findall
+_WORDS = struct.calcsize("I") == _CHUNK  # memoryview.cast("I") yields one word per chunk
 _BLOCK = 4096  # texts are chunked this much at a time (a multiple of _CHUNK): bounded lists
 
 E = TypeVar("E", bound=BaseException)
@@ -107,6 +111,20 @@ E = TypeVar("E", bound=BaseException)
 
 def _grams(text: str, size: int) -> Iterable[str]:
     return (text[i : i + size] for i in range(len(text) - size + 1))
+
+
+def _words(secret: str) -> List[int]:
+    """The 32-bit words that the 4-character substrings of ``secret`` are in a Latin-1
+    text's bytes (those that are Latin-1: no other can appear in such a text)."""
+    try:
+        data = secret.encode("latin-1")
+    except UnicodeEncodeError:
+        return [w for quad in _grams(secret, _CHUNK) if max(quad) <= "\xff" for w in _words(quad)]
+    words: List[int] = []
+    for offset in range(_CHUNK):
+        view = memoryview(data)[offset:]
+        words += view[: len(view) - len(view) % _CHUNK].cast("I").tolist()
+    return words
 
 
 def _base64_forms(secret: str) -> List[str]:
@@ -131,11 +149,12 @@ class Redactor:
     object: no lock, no global state; its ``repr`` shows no secret and it does not pickle.
     """
 
-    __slots__ = ("_whole", "_quads", "_pieces", "__weakref__")
+    __slots__ = ("_whole", "_quads", "_words", "_pieces", "__weakref__")
 
     def __init__(self, secrets: Iterable["str | Secret"] = ()) -> None:
         whole: Set[str] = set()
         quads: Set[str] = set()
+        words: Set[int] = set()
         pieces: Set[str] = set()
         for secret in secrets:
             if isinstance(secret, Secret):
@@ -144,12 +163,15 @@ class Redactor:
                 raise TypeError("a secret must be a str, not %s" % type(secret).__name__)
             if len(secret) >= PIECE_LENGTH:
                 quads.update(_grams(secret, _CHUNK))
+                if _WORDS:
+                    words.update(_words(secret))
                 pieces.update(_grams(secret, PIECE_LENGTH))
             elif len(secret) >= MIN_SCRUB_LENGTH:
                 whole.add(secret)
         # Longest first: a secret inside another must not break the longer one's match.
         self._whole: Tuple[str, ...] = tuple(sorted(whole, key=len, reverse=True))
         self._quads: FrozenSet[str] = frozenset(quads)
+        self._words: FrozenSet[int] = frozenset(words)
         self._pieces: FrozenSet[str] = frozenset(pieces)
 
     @classmethod
@@ -184,13 +206,28 @@ class Redactor:
             return text
         n = len(text)
         hits: Optional[List[int]] = None
-        for base in range(0, n, _BLOCK):
-            chunks = _chunks(text[base : base + _BLOCK])
-            if quads.isdisjoint(chunks):
-                continue
-            if hits is None:
-                hits = []
-            hits += [base + _CHUNK * k for k, chunk in enumerate(chunks) if chunk in quads]
+        data: Optional[memoryview] = None
+        if _WORDS:
+            try:
+                data = memoryview(text.encode("latin-1"))
+            except UnicodeEncodeError:
+                pass
+        if data is not None:
+            words = self._words
+            usable = n - n % _CHUNK
+            for base in range(0, usable, _BLOCK):
+                found = data[base : min(base + _BLOCK, usable)].cast("I").tolist()
+                if not words.isdisjoint(found):
+                    if hits is None:
+                        hits = []
+                    hits += [base + _CHUNK * k for k, word in enumerate(found) if word in words]
+        else:
+            for base in range(0, n, _BLOCK):
+                chunks = _chunks(text[base : base + _BLOCK])
+                if not quads.isdisjoint(chunks):
+                    if hits is None:
+                        hits = []
+                    hits += [base + _CHUNK * k for k, chunk in enumerate(chunks) if chunk in quads]
         if hits is None:
             return text
         # Every window of PIECE_LENGTH that is a piece of a secret covers an aligned chunk
@@ -225,11 +262,13 @@ class Redactor:
         chained to it (``__cause__``, ``__context__``)."""
         if self:
             seen: Set[int] = set()
-            current: Optional[BaseException] = error
-            while current is not None and id(current) not in seen and len(seen) < 32:
-                seen.add(id(current))
-                self._scrub_one(current)
-                current = current.__cause__ or current.__context__
+            todo: List[Optional[BaseException]] = [error]
+            while todo and len(seen) < 64:
+                current = todo.pop()
+                if current is not None and id(current) not in seen:
+                    seen.add(id(current))
+                    self._scrub_one(current)
+                    todo += (current.__cause__, current.__context__)
         return error
 
     def _scrub_one(self, error: BaseException) -> None:
@@ -329,7 +368,8 @@ class LogRedactor(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        redactors = _applicable(record.__dict__.get(RECORD_ATTRIBUTE))
+        # The record's own redactor is dropped from it: a kept record keeps no secret alive.
+        redactors = _applicable(record.__dict__.pop(RECORD_ATTRIBUTE, None))
         if not redactors:
             return True
 
