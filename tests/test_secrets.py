@@ -483,11 +483,6 @@ def test_the_command_shows_no_piece_of_the_token(make_server):
     assert_no_secret(out + err, TOKEN, LOGIN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the driver logs the stream id; it must bind the client's redactor to its threads "
-    "(redact.bound(core.redactor)); remove this mark when it does",
-)
 def test_half_the_token_echoed_as_the_stream_id_is_not_logged(caplog, formatted):
     from .scripted import ScriptedServer
     from .test_hostile import negotiating_server, scripted_client
