@@ -343,12 +343,14 @@ class Session:
         if iq_type not in ("get", "set"):
             raise UsageError("type must be 'get' or 'set'")
         connection = self._require_connection()
-        return connection.request(iq_type, payload, to, self.options.request_timeout if seconds is None else seconds)
+        with bound(self.redactor):
+            return connection.request(iq_type, payload, to, self.options.request_timeout if seconds is None else seconds)
 
     def subscribe(self, timeout: Optional[float]) -> None:
         seconds = _call_timeout(timeout)
         deadline = Deadline(self.options.request_timeout if seconds is None else seconds)
-        self._subscribe(self._require_connection(), deadline)
+        with bound(self.redactor):
+            self._subscribe(self._require_connection(), deadline)
 
     def _subscribe(self, connection: Connection, deadline: Deadline) -> None:
         to = subscribe_target(self.options.login, self.options.domain)
@@ -389,7 +391,10 @@ class Session:
         return True
 
     def close(self, timeout: Optional[float]) -> None:
-        seconds = _call_timeout(timeout)
+        with bound(self.redactor):
+            self._close(_call_timeout(timeout))
+
+    def _close(self, seconds: Optional[float]) -> None:
         deadline = Deadline(self.options.close_timeout if seconds is None else seconds)
         with self._cond:
             state = self._state
