@@ -422,6 +422,8 @@ class Connection:
         count = len(pushes)
         notifications = list(map(Notification, pushes.queries, repeat(time.time(), count), pushes.iq_ids, pushes.senders))
         taken = self._on_pushes(notifications)
+        if taken < count:  # said before the answers go out, so it is in the log when they arrive
+            log.warning("notification queue full: refused %d push(es)", count - taken)
         core = self._core
         assert core is not None
         with self._lock:
@@ -432,8 +434,6 @@ class Connection:
                 log.debug("could not acknowledge pushes: %s", exc)
                 assert self._transport is not None
                 self._transport.shutdown()  # the reader sees the end on its next read
-        if taken < count:
-            log.warning("notification queue full: refused %d push(es)", count - taken)
 
     def _deliver(self, event: Event) -> None:
         if isinstance(event, IqResponse):
