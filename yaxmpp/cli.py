@@ -137,7 +137,6 @@ def _fail(code: int, message: str, err: TextIO) -> int:
 
 
 def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    import yaxmpp
 
     try:
         token = _read_token(args)
@@ -148,6 +147,8 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     if not token:
         return _fail(EXIT_USAGE, "no token: use --token-file or set %s" % TOKEN_ENV, err)
     logger = logging.getLogger("yaxmpp")
+    saved = (logger.level, logger.propagate)
+    handler: Optional[logging.Handler] = None
     if args.verbose:
         handler = logging.StreamHandler(err)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -155,6 +156,18 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
     else:
         logger.propagate = False  # errors are reported once, on one line, by the command itself
+    try:
+        return _watch(args, token, out, err)
+    finally:  # the command may run inside a program (or a test): leave logging as it was
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
+def _watch(args: argparse.Namespace, token: str, out: TextIO, err: TextIO) -> int:
+    import yaxmpp
+
     options: Dict[str, Any] = {
         "port": args.port,
         "tls_port": args.tls_port,
