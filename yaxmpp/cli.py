@@ -137,7 +137,6 @@ def _fail(code: int, message: str, err: TextIO) -> int:
 
 
 def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-
     try:
         token = _read_token(args)
     except OSError as exc:
