@@ -382,3 +382,19 @@ def test_good_cafile_still_gives_a_shared_verifying_context():
     context = create_default_context(CA_FILE)
     assert context is create_default_context(CA_FILE)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_transport_waits_take_absurdly_long_timeouts_without_overflow(pair):
+    # socket.settimeout(1e10) and thread waits of 1e10 s raise OverflowError; the transport
+    # waits in steps, so a far deadline (or a default) simply means "wait".
+    a, b = pair
+    transport = Transport(a)
+    transport.set_timeout(1e10)
+    transport.bound_sends(1e10)
+    threading.Timer(0.05, lambda: b.sendall(b"late")).start()
+    assert transport.recv() == b"late"
+    threading.Timer(0.05, lambda: b.sendall(b"later")).start()
+    assert transport.recv(Deadline(1e10)) == b"later"
+    transport.send(b"out", deadline=Deadline(1e10))
+    transport.send(b"more")
+    assert read_until(lambda: b.recv(100), b"outmore") == b"outmore"
