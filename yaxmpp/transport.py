@@ -295,7 +295,8 @@ class Transport:
     def send(self, data: bytes, compress: bool = True, deadline: Optional[Deadline] = None) -> None:
         """Write all of ``data`` (compressed and encrypted when those are on), the whole call
         within ``deadline`` (default: the :meth:`bound_sends` bound, else the :meth:`set_timeout`
-        one, counted from now); :class:`socket.timeout` after it.  The deadline includes the
+        one, counted from the first wait, as most sends never wait); :class:`socket.timeout`
+        after it.  The deadline includes the
         wait for another thread's send.  ``compress=False`` skips compression (the stand-in
         server uses it to send hand-made zlib data)."""
         if not data:
