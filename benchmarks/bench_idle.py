@@ -94,7 +94,7 @@ def child(config: str, seconds: float, options: Dict[str, object]) -> None:
     readers = sorted(watched)
     watched["baseline"] = baseline
     watched["main"] = threading.main_thread()
-    transport = client._connection.transport  # type: ignore[union-attr]
+    transport = client._session.connection.transport  # type: ignore[union-attr]
     sent, received = transport.bytes_sent, transport.bytes_received
     before = snapshot(watched, True)
     time.sleep(seconds)

@@ -11,6 +11,7 @@ instructions each variant executes instead (slow, but the same on every run).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from itertools import repeat
@@ -36,10 +37,15 @@ def established_core() -> ClientProtocol:
         SESSION_HEADER + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></stream:features>"
         b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
     )
+    core.data_to_send()
+    core.receive_data(SESSION_HEADER + b"<stream:features/>")
+    bind_id = re.search(rb' id="([^"]+)"', core.data_to_send()).group(1)  # ids are random
     core.receive_data(
-        SESSION_HEADER + b"<stream:features/><iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-        b"<jid>test@ya.ru/r</jid></bind></iq><iq type='result' id='session_1'/>"
+        b"<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>test@ya.ru/r</jid></bind></iq>"
+        % bind_id
     )
+    session_id = re.search(rb' id="([^"]+)"', core.data_to_send()).group(1)
+    core.receive_data(b"<iq type='result' id='%s'/>" % session_id)
     assert core.established
     core.data_to_send()
     return core

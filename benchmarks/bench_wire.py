@@ -36,7 +36,7 @@ def session_bytes(compress: bool, batched: bool) -> "tuple[int, int]":
         for _ in range(PUSHES):
             client.get_notification(timeout=10)
         session.wait_reply(ids[-1])
-        transport = client._connection.transport
+        transport = client._session.connection.transport
         client.close()
         return transport.bytes_received, transport.bytes_sent
 

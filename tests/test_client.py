@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -53,14 +54,19 @@ def test_connect_runs_every_step_in_order(server, make_client):
     auth = b'<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="X-YANDEX-OAUTH">%s</auth>' % PAYLOAD.encode()
     assert auth in sent
     # Steps 7 and 8: bind with the resource, then the session, in that order.
-    bind = (
-        b'<iq type="set" id="bind_1"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind">'
-        b"<resource>YaDisk-client</resource></bind></iq>"
+    # Their ids are random (another account cannot answer for the server), unlike the seed's.
+    bind = re.search(
+        rb'<iq type="set" id="bind_[0-9a-f]{16}"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind">'
+        rb"<resource>YaDisk-client</resource></bind></iq>",
+        sent,
     )
-    session_iq = b'<iq type="set" id="session_1"><session xmlns="urn:ietf:params:xml:ns:xmpp-session"/></iq>'
-    assert sent.index(auth) < sent.index(bind) < sent.index(session_iq)
+    session_iq = re.search(
+        rb'<iq type="set" id="session_[0-9a-f]{16}"><session xmlns="urn:ietf:params:xml:ns:xmpp-session"/></iq>', sent
+    )
+    assert bind is not None and session_iq is not None
+    assert sent.index(auth) < bind.start() < session_iq.start()
     # The streams after TLS and after <success/> each got their own header.
-    assert sent.index(HEADER, sent.index(auth)) < sent.index(bind)
+    assert sent.index(HEADER, sent.index(auth)) < bind.start()
 
 
 def test_version_query_is_answered_with_name_version_and_os(server, make_client):
@@ -123,7 +129,7 @@ def test_resource_none_takes_the_resource_the_server_assigns(server, make_client
 def test_context_manager_connects_and_closes(server):
     with yaxmpp.Client(LOGIN, TOKEN, timeout=5, **server.client_options()) as client:
         assert client.connected
-        assert [t.name for t in library_threads()] == ["yaxmpp-reader-%d" % client._connection.number]
+        assert [t.name for t in library_threads()] == ["yaxmpp-reader-%d" % client._session.connection.number]
     assert not client.connected
     assert library_threads() == []
     assert server.wait_for_session().client_closed.is_set()
@@ -157,7 +163,7 @@ def test_ping_before_bind_finishes_is_answered(make_server, make_client):
     reply = server.wait_for_session().wait_reply("ping_early")
     assert reply.get("type") == "result"
     sent = bytes(server.wait_for_session().received)
-    assert sent.index(b'id="ping_early"') < sent.index(b'id="session_1"')
+    assert sent.index(b'id="ping_early"') < sent.index(b'id="session_')
 
 
 # -- ports ----------------------------------------------------------------------------------
@@ -394,7 +400,7 @@ def test_token_never_in_logs_reprs_or_errors(server, make_client, caplog):
     client = make_client(server).connect()
     session = server.wait_for_session()
     session.wait_reply(session.ping())
-    text = repr(client) + str(client.__dict__) + repr(client._settings.mechanism)
+    text = repr(client) + str(client.__dict__) + repr(client.options.mechanism)
     client.close()
     bad = make_client(server, token="another-secret-token-value")
     with pytest.raises(yaxmpp.AuthError) as info:

@@ -136,11 +136,19 @@ REQUESTS_SCRIPT = (
 WHOLE_SCRIPT = ESTABLISH_SCRIPT + REQUESTS_SCRIPT + SERVER_CLOSE
 
 
+def predictable_ids(proto: ClientProtocol) -> None:
+    """Give ``proto`` the seed's ids (``bind_1``, ``session_1``) and ``yx1``, ``yx2``... for
+    requests, instead of random ones, so that scripts can be written byte for byte."""
+    counter = iter(range(1, 1 << 30))
+    proto._new_id = lambda prefix: prefix + "1" if prefix else "yx%d" % next(counter)
+
+
 class Driver:
     """Plays the server against one ClientProtocol and collects what the client does."""
 
     def __init__(self, tls: bool = False, token: str = TOKEN, **kwargs: Any) -> None:
         self.proto = ClientProtocol(XYandexOAuth(LOGIN, token), tls=tls, **kwargs)
+        predictable_ids(self.proto)
         self.proto.initiate()
         self.wire = self.proto.data_to_send()  # everything the client ever sent
         self.events: List[Event] = []

@@ -271,11 +271,10 @@ def test_a_name_the_resolver_cannot_encode_is_a_connect_error_not_a_dead_thread(
     assert library_threads() == []
 
 
-def test_a_bad_configured_host_makes_connect_raise_connect_error():
-    client = yaxmpp.Client(LOGIN, TOKEN, host="a..b", timeout=5, subscribe=False)
-    with pytest.raises(yaxmpp.ConnectError):
-        client.connect()
-    client.close(timeout=1)
+@pytest.mark.parametrize("host", ["a..b", "", "x" * 64 + ".example", "::1:5222:x", "host:5222", "a b"])
+def test_a_bad_configured_host_is_a_usage_error_when_the_client_is_made(host):
+    with pytest.raises(yaxmpp.UsageError):
+        yaxmpp.Client(LOGIN, TOKEN, host=host, timeout=5, subscribe=False)
 
 
 def test_any_exception_in_the_resolver_becomes_a_connect_error(monkeypatch):

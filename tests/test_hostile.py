@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 import threading
 import time
@@ -144,6 +145,13 @@ def call_bounded(function: Callable[[], Any], bound: float) -> Tuple[Optional[Ba
     thread.start()
     thread.join(bound)
     return box.get("error"), time.monotonic() - started, not thread.is_alive()
+
+
+def sent_id(stanza: bytes) -> bytes:
+    """The id of the iq the client sent."""
+    match = re.search(rb' id="([^"]*)"', stanza)
+    assert match is not None, stanza
+    return match.group(1)
 
 
 class Peer:
@@ -277,10 +285,9 @@ def negotiating_server(
             peer.expect(CLIENT_HEADER_END)
             say("auth_stream", header(ids["auth_stream"]))
             say("auth_features", FEATURES_BIND)
-            peer.expect(b"</iq>")
-            say("bind_result", BIND_RESULT)
-            peer.expect(b"</iq>")
-            say("session_result", SESSION_RESULT)
+            # The client's ids are random: answer with the ones it sent.
+            say("bind_result", BIND_RESULT.replace(b"bind_1", sent_id(peer.expect(b"</iq>"))))
+            say("session_result", SESSION_RESULT.replace(b"session_1", sent_id(peer.expect(b"</iq>"))))
             peer.drain()
         except _Injected:
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -78,10 +79,12 @@ def test_a_user_made_mechanism_with_a_challenge():
     core.receive_data(b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</challenge>" % base64.b64encode(b"abc"))
     assert mechanism.challenges == [b"abc"]
     assert base64.b64encode(b"cba") in core.data_to_send()
-    core.receive_data(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" + header + b"<stream:features/>"
-                      b"<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>u@d/r</jid>"
-                      b"</bind></iq>")
-    events = core.receive_data(b"<iq type='result' id='session_1'/>")
+    core.receive_data(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" + header + b"<stream:features/>")
+    bind_id = re.search(rb'id="([^"]+)"', core.data_to_send()).group(1)
+    core.receive_data(b"<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>u@d/r</jid>"
+                      b"</bind></iq>" % bind_id)
+    session_id = re.search(rb'id="([^"]+)"', core.data_to_send()).group(1)
+    events = core.receive_data(b"<iq type='result' id='%s'/>" % session_id)
     assert isinstance(events[-1], SessionStarted)
 
 

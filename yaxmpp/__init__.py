@@ -12,20 +12,22 @@ socket with TLS and a background reader thread.  :mod:`yaxmpp.testing` is a loop
 stand-in for push.xmpp.yandex.ru.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 import logging as _logging  # noqa: E402
 
 # A library logs; the application decides where it goes (no "lastResort" output by default).
 _logging.getLogger("yaxmpp").addHandler(_logging.NullHandler())
 
-from .protocol.redact import LogRedactor as _LogRedactor  # noqa: E402
+from .protocol import redact as _redact  # noqa: E402
 
-# Every logger yaxmpp writes to masks the token, whatever a hostile server echoes back.
-for _name in ("yaxmpp", "yaxmpp.xml", "yaxmpp.testing"):
-    _logging.getLogger(_name).addFilter(_LogRedactor())
+# Every logger yaxmpp writes to masks the secrets of the client a record is about (the
+# redactor bound to the logging thread, or named by the record), traceback included.
+_redact.install("yaxmpp", "yaxmpp.xml", "yaxmpp.testing")
 
 from .client import DEFAULT_HOST, Client  # noqa: E402
+from .options import Options  # noqa: E402
+from .session import State  # noqa: E402
 from .errors import (  # noqa: E402
     AuthError,
     ClientClosed,
@@ -50,6 +52,8 @@ from .protocol.sasl import Mechanism, Plain, XOAuth2, XYandexOAuth  # noqa: E402
 __all__ = [
     "__version__",
     "Client",
+    "Options",
+    "State",
     "DEFAULT_HOST",
     "Limits",
     "Reconnect",

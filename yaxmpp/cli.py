@@ -12,11 +12,10 @@ import json
 import logging
 import os
 import signal
-import ssl
 import sys
 from typing import Any, Dict, List, Optional, TextIO
 
-from . import __version__
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -55,7 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--cafile", help="CA bundle to verify the server with (default: certifi's)")
     watch.add_argument("--domain", default="ya.ru", help=argparse.SUPPRESS)
     watch.add_argument("--resource", default="YaDisk-client", help="XMPP resource (default YaDisk-client)")
-    watch.add_argument("--timeout", type=float, default=30.0, help="connect timeout in seconds (default 30)")
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds allowed for each connection attempt as a whole (DNS, TCP, TLS, login, "
+        "subscription) and for each request (default 30)",
+    )
+    watch.add_argument(
+        "--close-timeout",
+        type=float,
+        default=5.0,
+        help="seconds allowed for a clean close on Ctrl-C or SIGTERM (default 5)",
+    )
     watch.add_argument("--compress", action="store_true", help="ask for zlib stream compression")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: with XML)")
@@ -151,6 +162,7 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         "domain": args.domain,
         "resource": args.resource or None,
         "timeout": args.timeout,
+        "close_timeout": args.close_timeout,
         "compress": args.compress,
         "reconnect": yaxmpp.Reconnect(),
     }
@@ -158,10 +170,8 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         options["host"] = args.host
     try:
         client = yaxmpp.Client(args.login, token, **options)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:  # yaxmpp.UsageError is a ValueError
         return _fail(EXIT_USAGE, str(exc), err)
-    except (OSError, ssl.SSLError) as exc:
-        return _fail(EXIT_USAGE, "cannot load the CA file %s: %s" % (args.cafile, getattr(exc, "strerror", None) or exc), err)
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         client.connect()
@@ -174,7 +184,7 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         return EXIT_OK
     except yaxmpp.AuthError as exc:
         return _fail(EXIT_AUTH, str(exc), err)
-    except (yaxmpp.ConnectError, yaxmpp.TLSError, yaxmpp.Timeout, yaxmpp.ConnectionLost) as exc:
+    except yaxmpp.NetworkError as exc:
         return _fail(EXIT_CONNECT, str(exc), err)
     except yaxmpp.Error as exc:
         return _fail(EXIT_ERROR, str(exc), err)

@@ -1,29 +1,49 @@
-"""One connection's life: dial, negotiate under a deadline, read on a background thread, close.
+"""One connection: dial, negotiate under a deadline, read on a background thread, close.
 
 :class:`Connection` is the thin blocking driver around the sans-IO
-:class:`~yaxmpp.protocol.core.ClientProtocol`: it owns the transport and the reader thread,
-feeds the core what the socket gives, writes what the core queues, runs the TLS handshake
-when the core asks, and turns socket-level failures into typed errors.  It runs no user
-code: what arrives is handed to a *sink* whose methods must return at once.
+:class:`~yaxmpp.protocol.core.ClientProtocol`: it owns the transport and the reader thread
+(``yaxmpp-reader-N``), feeds the core what the socket gives, writes what the core queues, runs
+the TLS handshake when the core asks, answers nothing itself, and turns socket-level failures
+into typed errors.  It runs no user code and knows nothing of the client above it: what
+arrives goes to the two callables it is given (``on_pushes`` and ``on_ended``), which must
+return at once.
+
+Its life is :class:`ConnState`, with every allowed transition in :data:`TRANSITIONS`::
+
+    NEW -> OPENING -> OPEN -> CLOSING -> ENDED
+       \\-------------\\-------\\----------> ENDED    (failure, abort, or the server's end)
+
+The TLS certificate is always checked against the configured ``host``, wherever the socket
+was dialled (a ``see-other-host`` redirect changes where the client connects, never whom it
+trusts: RFC 6120 §4.9.3.19).
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
-from itertools import repeat
 import logging
 import socket
-import ssl
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from itertools import repeat
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 from xml.etree.ElementTree import Element
 
 from .cancel import Cancel
 from .deadline import Deadline
 from .dial import dial
-from .errors import ClientClosed, ConnectionLost, Error, ProtocolError, Timeout, TLSError
-from .protocol.core import ClientProtocol, Step, VersionInfo
+from .errors import (
+    ClientClosed,
+    ConnectionLost,
+    Error,
+    LocalProtocolError,
+    ProtocolError,
+    Timeout,
+    TLSError,
+)
+from .options import Options
+from .protocol.core import ClientProtocol
 from .protocol.disk import Notification
 from .protocol.events import (
     Authenticated,
@@ -39,23 +59,10 @@ from .protocol.events import (
     StreamOpened,
     TLSRequested,
 )
-from .protocol.limits import Limits
-from .protocol.redact import scrub_error
-from .protocol.sasl import Mechanism
+from .protocol.redact import Redactor, bound
 from .transport import Transport
 
-if TYPE_CHECKING:  # pragma: no cover
-    from typing import Protocol
-
-    class Sink(Protocol):
-        def stanza_received(self, connection: "Connection", element: Element) -> None: ...
-
-        def pushes_received(self, connection: "Connection", notifications: List[Notification]) -> int: ...
-
-        def connection_ended(self, connection: "Connection", error: Optional[Error]) -> None: ...
-
-
-__all__ = ["Settings", "Connection"]
+__all__ = ["Connection", "ConnState", "TRANSITIONS", "Target"]
 
 log = logging.getLogger("yaxmpp")
 
@@ -63,50 +70,28 @@ _numbers = itertools.count(1)
 
 KEEPALIVE_PING = '<ping xmlns="urn:xmpp:ping"/>'
 
+#: Where to dial: (host, STARTTLS port or None, direct-TLS port or None).
+Target = Tuple[str, Optional[int], Optional[int]]
 
-class Settings:
-    """Everything a connection needs to know, fixed when the client is made."""
+PushSink = Callable[[List[Notification]], int]
+EndSink = Callable[["Connection", Optional[Error]], None]
 
-    def __init__(
-        self,
-        *,
-        mechanism: Mechanism,
-        host: str,
-        port: Optional[int],
-        tls_port: Optional[int],
-        domain: str,
-        resource: Optional[str],
-        timeout: float,
-        ssl_context: ssl.SSLContext,
-        version: VersionInfo,
-        limits: Limits,
-        compress: bool = False,
-        keepalive: Optional[float] = 60.0,
-        keepalive_timeout: float = 20.0,
-    ) -> None:
-        self.mechanism = mechanism
-        self.host = host
-        self.port = port
-        self.tls_port = tls_port
-        self.domain = domain
-        self.resource = resource
-        self.timeout = timeout
-        self.ssl_context = ssl_context
-        self.version = version
-        self.limits = limits
-        self.compress = compress
-        self.keepalive = keepalive
-        self.keepalive_timeout = keepalive_timeout
 
-    def redirected(self, host: str, port: Optional[int]) -> "Settings":
-        """These settings for another host (a ``see-other-host`` redirect).  A port named by
-        the redirect is used as the STARTTLS port, without fallback."""
-        other = Settings.__new__(Settings)
-        other.__dict__.update(self.__dict__)
-        other.host = host
-        if port is not None:
-            other.port, other.tls_port = port, None
-        return other
+class ConnState(enum.Enum):
+    NEW = "not opened yet"
+    OPENING = "connecting and negotiating"
+    OPEN = "session open"
+    CLOSING = "closing the stream"
+    ENDED = "ended"
+
+
+TRANSITIONS: Dict[ConnState, FrozenSet[ConnState]] = {
+    ConnState.NEW: frozenset({ConnState.OPENING, ConnState.ENDED}),
+    ConnState.OPENING: frozenset({ConnState.OPEN, ConnState.ENDED}),
+    ConnState.OPEN: frozenset({ConnState.CLOSING, ConnState.ENDED}),
+    ConnState.CLOSING: frozenset({ConnState.ENDED}),
+    ConnState.ENDED: frozenset(),
+}
 
 
 class _Waiter:
@@ -129,24 +114,92 @@ def _describe(exc: BaseException) -> str:
 class Connection:
     """A single XMPP connection.  Not reusable: make a new one to connect again."""
 
-    def __init__(self, settings: Settings, sink: "Sink") -> None:
-        self.settings = settings
-        self.sink = sink
+    def __init__(self, options: Options, target: Target, redactor: Redactor, on_pushes: PushSink, on_ended: EndSink) -> None:
+        self.options = options
+        self.target = target
         self.number = next(_numbers)
-        self.core: Optional[ClientProtocol] = None
-        self.transport: Optional[Transport] = None
-        self.port: Optional[int] = None
+        self._on_pushes = on_pushes
+        self._on_ended = on_ended
+        self._state = ConnState.NEW
+        self._state_lock = threading.Lock()
+        self._core: Optional[ClientProtocol] = None
+        self._transport: Optional[Transport] = None
+        self._cancel = Cancel()
         self._lock = threading.Lock()  # the core, and the order of writes
         self._waiters: Dict[str, _Waiter] = {}
         self._reader: Optional[threading.Thread] = None
         self._ended = threading.Event()
         self._end_error: Optional[Error] = None
-        self._closing = False  # close() was called
-        self._aborted = False  # abort() was called while opening
-        self._cancel = Cancel()  # stops dial() when set
+        self._closing = False  # close() or abort() was called
         self._phase: Optional[str] = None  # what open() is doing, when the core cannot tell
+        self.port: Optional[int] = None
+        self.redactor = redactor
         self.established_at: Optional[float] = None  # time.monotonic() when the session opened
         self.ended_at: Optional[float] = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnState:
+        return self._state
+
+    def _set_state(self, new: ConnState) -> None:
+        with self._state_lock:
+            if new not in TRANSITIONS[self._state]:
+                raise LocalProtocolError("connection cannot go from %s to %s" % (self._state.name, new.name))
+            self._state = new
+
+    def _end_state(self) -> None:
+        with self._state_lock:
+            self._state = ConnState.ENDED  # every state may end
+
+    @property
+    def jid(self) -> Optional[str]:
+        return self._core.jid if self._core is not None else None
+
+    @property
+    def stream_id(self) -> Optional[str]:
+        return self._core.stream_id if self._core is not None else None
+
+    @property
+    def established(self) -> bool:
+        return self._state is ConnState.OPEN
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    @property
+    def aborted(self) -> bool:
+        """close() or abort() was called (so a failure of open() is the caller's doing)."""
+        return self._closing
+
+    @property
+    def end_error(self) -> Optional[Error]:
+        return self._end_error
+
+    @property
+    def compressed(self) -> bool:
+        return self._transport is not None and self._transport.compressed
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        return self._transport.tls_version if self._transport is not None else None
+
+    @property
+    def transport(self) -> Optional[Transport]:
+        """The byte pipe (for tests and benchmarks that count bytes)."""
+        return self._transport
+
+    def uptime(self) -> float:
+        """Seconds the session was (or has been) open; 0 if it never opened."""
+        if self.established_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.established_at
+
+    def wait_ended(self, timeout: Optional[float] = None) -> bool:
+        return self._ended.wait(timeout)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -154,45 +207,52 @@ class Connection:
         """Connect and run steps 1-8 within ``deadline``, then start the reader thread.
 
         On failure, raises a typed error and leaves no socket and no thread behind.
+        :meth:`abort` from another thread makes it raise :class:`~yaxmpp.ClientClosed`.
         """
-        s = self.settings
-        sock, direct_tls = dial(s.host, s.port, s.tls_port, deadline, self._cancel)
+        self._set_state(ConnState.OPENING)
+        try:
+            with bound(self.redactor):
+                self._open(deadline)
+        except BaseException:
+            self._end_state()
+            self.ended_at = time.monotonic()
+            self._ended.set()
+            raise
+        self._set_state(ConnState.OPEN)
+        reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
+        self._reader = reader
+        reader.start()
+
+    def _open(self, deadline: Deadline) -> None:
+        o = self.options
+        host, port, tls_port = self.target
+        sock, direct_tls = dial(host, port, tls_port, deadline, self._cancel)
         self.port = sock.getpeername()[1]
-        transport = self.transport = Transport(sock)
-        core = self.core = ClientProtocol(
-            s.mechanism,
-            domain=s.domain,
-            resource=s.resource,
-            tls=direct_tls,
-            version=s.version,
-            limits=s.limits,
-            compress=s.compress,
-        )
-        log.info("connected to %s port %d (%s)", s.host, self.port, "direct TLS" if direct_tls else "STARTTLS")
-        if self._aborted:
-            transport.close(polite=False)
-            raise ClientClosed("the client was closed during connect()")
+        transport = self._transport = Transport(sock)
+        core = self._core = o.make_core(direct_tls, self.redactor)
+        log.info("connected to %s port %d (%s)", host, self.port, "direct TLS" if direct_tls else "STARTTLS")
         early: List[Event] = []
         try:
+            if self._closing:
+                raise ClientClosed("the client was closed during connect()")
             if direct_tls:
                 self._handshake(deadline, b"")
             core.initiate()
-            self._write(core.data_to_send())
+            self._write(core.data_to_send(), deadline)
             while not core.established:
-                self._arm(deadline)
-                data = transport.recv(deadline)
+                data = transport.recv(self._left(deadline))
                 events = core.receive_data(data)
-                self._write(core.data_to_send())
+                self._write(core.data_to_send(), deadline)
                 for event in events:
                     if isinstance(event, TLSRequested):
                         self._handshake(deadline, event.leftover)
                         core.tls_established()
-                        self._write(core.data_to_send())
+                        self._write(core.data_to_send(), deadline)
                     elif isinstance(event, CompressionRequested):
                         transport.start_compression()
                         log.info("zlib compression on")
                         core.compression_established()
-                        self._write(core.data_to_send())
+                        self._write(core.data_to_send(), deadline)
                     elif isinstance(event, StreamClosed):
                         raise event.error or ConnectionLost("the stream ended during negotiation")
                     elif isinstance(event, (StanzaReceived, IqResponse, PushesReceived)):
@@ -207,63 +267,51 @@ class Connection:
                 raise
             raise error from None
         self.established_at = time.monotonic()
-        if s.keepalive is None and transport.bound_sends(s.timeout):
-            transport.set_timeout(None)  # no keepalive: the reader sleeps until data comes
-        else:
-            transport.set_timeout(s.keepalive or s.timeout)
-        reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
+        if o.keepalive is None:
+            transport.bound_sends(o.timeout)  # the reader waits without a timeout; sends stay bounded
         self._deliver_all(early)
-        self._reader = reader
-        reader.start()
+
+    def _left(self, deadline: Deadline) -> Deadline:
+        if deadline.expired:
+            raise socket.timeout("deadline passed")
+        return deadline
 
     def _opening_error(self, exc: BaseException, deadline: Deadline) -> BaseException:
-        step = self._phase or (self.core.step.value if self.core is not None else "connecting")
-        if self._aborted:
+        step = self._phase or (self._core.step.value if self._core is not None else "connecting")
+        if self._closing:
             return ClientClosed("the client was closed during connect()")
         if isinstance(exc, socket.timeout):
-            return Timeout("connect() timed out after %gs while %s" % (deadline.seconds, step))
+            return Timeout("connect() timed out after %gs while %s" % (deadline.seconds, step), step)
         if isinstance(exc, Error):
-            return scrub_error(exc)
+            return self.redactor.scrub_error(exc)
         if isinstance(exc, OSError):
             return ConnectionLost("connection lost while %s: %s" % (step, _describe(exc)))
         return exc
 
-    def _arm(self, deadline: Deadline) -> None:
-        """Let the next blocking socket call wait only as long as the deadline allows."""
-        remaining = deadline.remaining()
-        if remaining is not None and remaining <= 0:
-            raise socket.timeout("deadline passed")
-        assert self.transport is not None
-        self.transport.set_timeout(remaining)
-
     def _handshake(self, deadline: Deadline, leftover: bytes) -> None:
-        assert self.transport is not None
-        s = self.settings
+        assert self._transport is not None
         self._phase = "TLS handshake"
-        self.transport.start_tls(s.ssl_context, s.host, leftover, deadline=deadline)
+        # The reference identity is the configured host, also after a redirect.
+        self._transport.start_tls(self.options.ssl_context, self.options.host, leftover, deadline=deadline)
         self._phase = None
-        log.info("TLS established with %s: %s, %s", s.host, self.transport.tls_version, self.transport.cipher)
+        log.info("TLS established with %s: %s, %s", self.options.host, self._transport.tls_version, self._transport.cipher)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, deadline: Optional[Deadline] = None) -> None:
         if data:
-            assert self.transport is not None
-            self.transport.send(data)
+            assert self._transport is not None
+            self._transport.send(data, deadline=deadline)
 
     def _linger(self, deadline: Deadline) -> None:
         """After a failed negotiation in which we sent our close tag, give the server a moment
         to answer with its own and close, so the stream ends cleanly.  Bounded."""
-        core, transport = self.core, self.transport
-        if core is None or transport is None or not core.close_sent or self._aborted:
+        core, transport = self._core, self._transport
+        if core is None or transport is None or not core.close_sent or self._closing:
             return
         remaining = deadline.remaining()
         linger = Deadline(1.0 if remaining is None else min(1.0, remaining))
         try:
-            while True:  # a server that keeps sending does not keep us here
-                left = linger.remaining()
-                if not left:
-                    break
-                transport.set_timeout(left)
-                if not transport.recv():
+            while not linger.expired:  # a server that keeps sending does not keep us here
+                if not transport.recv(linger):
                     break
         except (OSError, Error):
             pass
@@ -278,104 +326,87 @@ class Connection:
         elif isinstance(event, SessionStarted):
             log.info("session open as %s", event.jid)
         elif isinstance(event, RequestAnswered):
-            log.info("answered the server's %s request (id %s)", event.kind, event.iq_id)
+            log.debug("answered the server's %s request (id %s)", event.kind, event.iq_id)
 
     def abort(self) -> None:
-        """Stop an :meth:`open` in progress from another thread: it raises ClientClosed."""
-        self._aborted = True
+        """Stop an :meth:`open` in progress from any thread: it raises ClientClosed promptly,
+        whether it is resolving the name, connecting, or negotiating."""
         self._closing = True
         self._cancel.cancel()
-        if self.transport is not None:
-            self.transport.shutdown()
+        if self._transport is not None:
+            self._transport.shutdown()
 
     # -- running -------------------------------------------------------------------------
 
-    @property
-    def opened(self) -> bool:
-        """True once open() succeeded (the reader thread was started)."""
-        return self._reader is not None
-
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
-
-    @property
-    def end_error(self) -> Optional[Error]:
-        return self._end_error
-
-    def uptime(self) -> float:
-        """Seconds the session was (or has been) open; 0 if it never opened."""
-        if self.established_at is None:
-            return 0.0
-        end = self.ended_at if self.ended_at is not None else time.monotonic()
-        return end - self.established_at
-
-    def wait_ended(self, timeout: Optional[float] = None) -> bool:
-        return self._ended.wait(timeout)
-
-    def _keepalive(self, waiting: bool) -> List[Event]:
-        """The socket was silent for a keepalive period: ping the server, or, if a ping is
+    def _keepalive(self, ping_id: Optional[str]) -> "Tuple[Optional[str], List[Event]]":
+        """The stream was silent for a keepalive period: ping the server, or, if a ping is
         already out and still nothing came, declare the connection dead."""
-        core, transport, s = self.core, self.transport, self.settings
-        assert core is not None and transport is not None and s.keepalive is not None
+        core, o = self._core, self.options
+        assert core is not None and o.keepalive is not None
         with self._lock:
-            if waiting:
-                return core.connection_lost(
-                    ConnectionLost("the server did not answer for %gs after a keepalive ping" % s.keepalive_timeout)
+            if ping_id is not None:
+                core.forget(ping_id)
+                return None, core.connection_lost(
+                    ConnectionLost("the server did not answer for %gs after a keepalive ping" % o.keepalive_timeout)
                 )
             if not core.established:
-                return []
-            core.send_iq("get", KEEPALIVE_PING, s.domain)
+                return None, []
+            ping_id = core.send_iq("get", KEEPALIVE_PING, o.domain)
             try:
-                self._write(core.data_to_send())
+                self._write(core.data_to_send(), Deadline(o.timeout))
             except (OSError, Error) as exc:
-                return core.connection_lost(self._lost(exc))
-        transport.set_timeout(s.keepalive_timeout)
-        return []
+                return None, core.connection_lost(self._lost(exc))
+        return ping_id, []
 
     def _run(self) -> None:
-        core, transport, s = self.core, self.transport, self.settings
+        with bound(self.redactor):
+            self._read_loop()
+
+    def _read_loop(self) -> None:
+        core, transport, o = self._core, self._transport, self.options
         assert core is not None and transport is not None
-        pinged = False  # a keepalive ping is out and nothing has arrived since
+        ping_id: Optional[str] = None  # a keepalive ping is out and nothing has arrived since
         try:
             while not core.closed:
+                if o.keepalive is None:
+                    wait = None
+                else:
+                    wait = Deadline(o.keepalive if ping_id is None else o.keepalive_timeout)
                 try:
-                    data = transport.recv()
+                    data = transport.recv(wait)
                 except socket.timeout:
-                    if s.keepalive is None:
-                        continue
-                    events = self._keepalive(pinged)
-                    pinged = True
+                    ping_id, events = self._keepalive(ping_id)
                     self._deliver_all(events)
                     continue
                 except (OSError, Error) as exc:
                     with self._lock:
                         events = core.connection_lost(self._lost(exc))
                 else:
-                    if pinged:
-                        pinged = False
-                        transport.set_timeout(s.keepalive)
                     with self._lock:
+                        if ping_id is not None:
+                            core.forget(ping_id)  # the stream is alive; the answer no longer matters
+                            ping_id = None
                         events = core.receive_data(data)
                         try:
-                            self._write(core.data_to_send())
+                            self._write(core.data_to_send(), Deadline(o.timeout))
                         except (OSError, Error) as exc:
                             events += core.connection_lost(self._lost(exc))
                 self._deliver_all(events)
         except BaseException as exc:  # a bug must end the connection loudly, never silently
             log.exception("the reader thread failed")
             with self._lock:
-                events = core.connection_lost(ProtocolError("internal error in the reader: %r" % exc))
+                events = core.connection_lost(LocalProtocolError("internal error in the reader thread: %s" % type(exc).__name__))
             for event in events:
                 self._deliver(event)
         finally:
             transport.close(polite=True)
             self.ended_at = time.monotonic()
+            self._end_state()
             self._ended.set()
 
     def _lost(self, exc: BaseException) -> Error:
         if isinstance(exc, Error):
-            return exc
+            return self.redactor.scrub_error(exc)
         return ConnectionLost("connection lost: %s" % _describe(exc))
 
     def _deliver_all(self, events: List[Event]) -> None:
@@ -386,28 +417,26 @@ class Connection:
                 self._deliver(event)
 
     def _take_pushes(self, pushes: PushesReceived) -> None:
-        """Queue the pushes with the sink, then acknowledge them: an acknowledged push is
-        already safe.  Those the sink could not take are answered with an error instead."""
+        """Queue the pushes with the client, then acknowledge them: an acknowledged push is
+        already safe.  Those it could not take are answered with an error instead."""
         count = len(pushes)
         notifications = list(map(Notification, pushes.queries, repeat(time.time(), count), pushes.iq_ids, pushes.senders))
-        taken = self.sink.pushes_received(self, notifications)
-        core = self.core
+        taken = self._on_pushes(notifications)
+        core = self._core
         assert core is not None
         with self._lock:
             core.acknowledge_all(pushes, taken)
             try:
-                self._write(core.data_to_send())
+                self._write(core.data_to_send(), Deadline(self.options.timeout))
             except (OSError, Error) as exc:
                 log.debug("could not acknowledge pushes: %s", exc)
-                assert self.transport is not None
-                self.transport.shutdown()  # the reader sees the end on its next read
+                assert self._transport is not None
+                self._transport.shutdown()  # the reader sees the end on its next read
         if taken < count:
             log.warning("notification queue full: refused %d push(es)", count - taken)
 
     def _deliver(self, event: Event) -> None:
-        if isinstance(event, StanzaReceived):
-            self.sink.stanza_received(self, event.element)
-        elif isinstance(event, IqResponse):
+        if isinstance(event, IqResponse):
             waiter = self._waiters.pop(event.iq_id, None)
             if waiter is not None:
                 waiter.element = event.element
@@ -423,7 +452,9 @@ class Connection:
             for waiter in self._drain_waiters():
                 waiter.error = error or ClientClosed("the client was closed")
                 waiter.event.set()
-            self.sink.connection_ended(self, error)
+            self._on_ended(self, error)
+        elif isinstance(event, StanzaReceived):
+            pass  # messages and presences carry nothing for this client
         else:
             self._log_step(event)
 
@@ -435,49 +466,43 @@ class Connection:
 
     # -- requests ------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        core = self.core
-        if core is None or self._closing:
+    def _check_open(self) -> ClientProtocol:
+        core = self._core
+        if self._closing:
             raise ClientClosed("the client is closed")
-        if core.closed or core.step is Step.CLOSING:
+        if core is None or self._state is not ConnState.OPEN or core.closed or core.close_sent:
             if self._end_error is not None:
                 raise ConnectionLost("the connection has ended: %s" % self._end_error)
             raise ConnectionLost("the connection has ended")
+        return core
 
-    def request(self, iq_type: str, payload: str, to: Optional[str], timeout: Optional[float]) -> Element:
+    def request(self, iq_type: str, payload: str, to: Optional[str], timeout: float) -> Element:
         """Send an iq ``get``/``set`` and wait for its answer; raise IqError on ``type="error"``."""
         waiter = _Waiter()
         with self._lock:
-            self._check_open()
-            assert self.core is not None
-            iq_id = self.core.send_iq(iq_type, payload, to)
+            core = self._check_open()
+            iq_id = core.send_iq(iq_type, payload, to)
             self._waiters[iq_id] = waiter
-            self._send_queued()
+            self._send_queued(core, timeout)
         if not waiter.event.wait(timeout):
             with self._lock:
-                self._waiters.pop(iq_id, None)
-            raise Timeout("no answer to iq %s within %gs" % (iq_id, timeout))
+                if self._waiters.pop(iq_id, None) is not None and self._core is not None:
+                    self._core.forget(iq_id)  # a late answer is ignored; nothing stays behind
+            if not waiter.event.is_set():
+                raise Timeout("no answer to the request within %gs" % timeout, "waiting for an iq answer")
         if waiter.error is not None:
             raise waiter.error
         assert waiter.element is not None
         return waiter.element
 
-    def send_stanza(self, xml: str) -> None:
-        """Send one complete stanza."""
-        with self._lock:
-            self._check_open()
-            assert self.core is not None
-            self.core.send_stanza(xml)
-            self._send_queued()
-
-    def _send_queued(self) -> None:
+    def _send_queued(self, core: ClientProtocol, timeout: Optional[float]) -> None:
         """Write what the core queued; the caller holds the lock.  A failed write ends the
         connection through the reader (the socket is shut down so it notices)."""
-        assert self.core is not None and self.transport is not None
+        assert self._transport is not None
         try:
-            self._write(self.core.data_to_send())
+            self._write(core.data_to_send(), Deadline(timeout))
         except (OSError, TLSError) as exc:
-            self.transport.shutdown()
+            self._transport.shutdown()
             raise self._lost(exc) from None
 
     # -- closing -------------------------------------------------------------------------
@@ -486,42 +511,38 @@ class Connection:
         """Close the stream politely within ``deadline``, then the socket; join the reader.
 
         Idempotent and callable from any thread.  If the server already ended the stream,
-        this only reaps the finished reader thread.
+        this only reaps the finished reader thread.  Before the session is open, this is
+        :meth:`abort`.
         """
+        if self._state in (ConnState.NEW, ConnState.OPENING):
+            self.abort()
+            return
         self._closing = True
         reader = self._reader
-        if reader is None:
-            return
-        if reader.ident is None:  # interrupted (e.g. by a signal) between open() and start()
-            assert self.transport is not None
-            self.transport.close(polite=False)
-            self._ended.set()
+        if reader is None:  # pragma: no cover - OPEN always has a reader
             return
         if not self._ended.is_set():
+            with self._state_lock:
+                if self._state is ConnState.OPEN:
+                    self._state = ConnState.CLOSING
             self._send_close(deadline)
             if not self._ended.wait(deadline.remaining()):
                 log.info("the server did not answer the close in time; closing the socket")
-        assert self.transport is not None
-        self.transport.shutdown()  # wakes the reader if it still waits
+        assert self._transport is not None
+        self._transport.shutdown()  # wakes the reader if it still waits
         if reader is not threading.current_thread():
-            remaining = deadline.remaining()
-            reader.join(max(1.0, remaining or 0.0))
+            reader.join(max(0.5, deadline.remaining() or 0.0))
             if reader.is_alive():  # pragma: no cover - the reader only waits on the socket
                 log.warning("the reader thread did not stop in time")
 
     def _send_close(self, deadline: Deadline) -> None:
-        assert self.core is not None and self.transport is not None
+        assert self._core is not None and self._transport is not None
         remaining = deadline.remaining()
         if not self._lock.acquire(timeout=-1 if remaining is None else remaining):
             return
         try:
-            self.core.close()
-            data = self.core.data_to_send()
-            if data:
-                remaining = deadline.remaining()
-                if remaining is not None:
-                    self.transport.set_timeout(min(remaining, self.settings.timeout))
-                self.transport.send(data)
+            self._core.close()
+            self._write(self._core.data_to_send(), deadline)
         except (OSError, Error):
             pass
         finally:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Optional
 
-from .errors import AuthError, Error, StreamError
+from .errors import AuthError, Error, LocalProtocolError, StreamError, UsageError
 
 __all__ = ["Reconnect"]
 
@@ -28,6 +29,13 @@ class Reconnect:
 
     __slots__ = ("initial", "maximum", "multiplier", "max_attempts", "stable_after", "_random")
 
+    initial: float
+    maximum: float
+    multiplier: float
+    max_attempts: Optional[int]
+    stable_after: float
+    _random: random.Random
+
     def __init__(
         self,
         initial: float = 1.0,
@@ -37,12 +45,17 @@ class Reconnect:
         stable_after: float = 60.0,
         rng: Optional[random.Random] = None,
     ) -> None:
+        for name, value in (("initial", initial), ("maximum", maximum), ("multiplier", multiplier), ("stable_after", stable_after)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+                raise UsageError("%s must be a finite number" % name)
+        if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)):
+            raise UsageError("max_attempts must be an integer or None")
         if initial < 0 or maximum < initial or multiplier < 1:
-            raise ValueError("need 0 <= initial <= maximum and multiplier >= 1")
+            raise UsageError("need 0 <= initial <= maximum and multiplier >= 1")
         if max_attempts is not None and max_attempts < 0:
-            raise ValueError("max_attempts cannot be negative")
+            raise UsageError("max_attempts cannot be negative")
         if stable_after < 0:
-            raise ValueError("stable_after cannot be negative")
+            raise UsageError("stable_after cannot be negative")
         object.__setattr__(self, "initial", float(initial))
         object.__setattr__(self, "maximum", float(maximum))
         object.__setattr__(self, "multiplier", float(multiplier))
@@ -66,8 +79,8 @@ class Reconnect:
 
     def gives_up(self, attempt: int, error: Optional[Error]) -> bool:
         """True when attempt ``attempt`` should not be made after ``error``."""
-        if isinstance(error, AuthError):
-            return True
+        if isinstance(error, (AuthError, LocalProtocolError, UsageError)):
+            return True  # a bad token stays bad; a bug in the library would only repeat
         if isinstance(error, StreamError) and error.condition in FATAL_STREAM_CONDITIONS:
             return True
         return self.max_attempts is not None and attempt >= self.max_attempts

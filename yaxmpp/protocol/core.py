@@ -10,11 +10,14 @@ the driver feeds it what it read, asks it what to write, and does the TLS handsh
 from __future__ import annotations
 
 import base64
-import enum
-import itertools
+import binascii
 import logging
-from typing import Dict, List, Optional, Set, Tuple
+import secrets
+from typing import Callable, Dict, List, Optional, Set, Tuple
 from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as _defused_fromstring
 
 from ..errors import (
     AuthError,
@@ -25,6 +28,7 @@ from ..errors import (
     ProtocolError,
     StreamError,
     TLSError,
+    UsageError,
 )
 from . import ns, stanzas
 from .events import (
@@ -44,8 +48,9 @@ from .events import (
 from .features import Features
 from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
-from .redact import MASK, scrub, scrub_error
+from .redact import MASK, Redactor
 from .sasl import Mechanism
+from .state import INITIAL, Step, check_transition
 from .xmltext import to_xml
 
 __all__ = ["Step", "ClientProtocol", "VersionInfo"]
@@ -54,27 +59,6 @@ xml_log = logging.getLogger("yaxmpp.xml")
 
 _IQ = ns.IQ
 _DISK_QUERY = ns.DISK_QUERY
-
-BIND_ID = "bind_1"
-SESSION_ID = "session_1"
-
-
-class Step(enum.Enum):
-    """Where the connection is; the value says it in words (it names the step in timeouts)."""
-
-    STREAM = "waiting for the server's stream header"
-    FEATURES = "waiting for the stream features"
-    STARTTLS = "waiting for <proceed/> after <starttls/>"
-    TLS = "TLS handshake"
-    COMPRESS = "waiting for <compressed/> after <compress/>"
-    COMPRESSION = "starting zlib compression"
-    AUTH = "waiting for the SASL result"
-    BIND = "waiting for the resource binding result"
-    SESSION = "waiting for the session result"
-    ESTABLISHED = "session open"
-    CLOSING = "waiting for the server to close the stream"
-    CLOSED = "closed"
-
 
 _NEGOTIATING = (Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION)
 _DRIVER_TURN = (Step.TLS, Step.COMPRESSION)  # the transport changes; nothing is written
@@ -105,6 +89,65 @@ def _error_condition(elem: Optional[Element], namespace: str) -> Tuple[str, Opti
         elif child.tag.startswith("{%s}" % namespace) and condition == "undefined-condition":
             condition = child.tag.split("}", 1)[1]
     return condition, text
+
+
+def new_id(prefix: str = "") -> str:
+    """A fresh, unpredictable stanza id: 64 random bits in hex, after ``prefix``.
+
+    Another account on the server cannot guess it, so it cannot answer a request it never saw.
+    """
+    return prefix + secrets.token_hex(8)
+
+
+JidKey = Tuple[str, str, str]
+
+
+def jid_key(jid: str) -> JidKey:
+    """``(localpart, domainpart, resourcepart)`` of ``jid`` in the form two JIDs are compared
+    in: local and domain parts are case-insensitive (the domain also without a final dot),
+    the resource is compared exactly (RFC 7622)."""
+    bare, _, resource = jid.partition("/")
+    local, at, domain = bare.partition("@")
+    if not at:
+        local, domain = "", bare
+    return (local.lower(), domain.lower().rstrip("."), resource)
+
+
+#: Payloads already checked by :func:`_check_payload` (the keepalive ping and the subscription
+#: are constants: after the first time, checking them costs a dict lookup).
+_checked_payloads: Dict[str, None] = {}
+_CHECKED_MAX = 256
+
+
+def _check_payload(payload: str) -> None:
+    """Raise :class:`UsageError` unless ``payload`` is one well-formed XML element (or empty)."""
+    if not payload or payload in _checked_payloads:
+        return
+    problem = None
+    try:
+        # Inside a wrapper, so that a second element or stray text shows; no DTD, no entities.
+        root = _defused_fromstring("<w>%s</w>" % payload, forbid_dtd=True, forbid_entities=True)
+    except DefusedXmlException:
+        problem = "declares a DTD or an entity"
+    except (SyntaxError, ValueError) as exc:  # ParseError is a SyntaxError
+        problem = "is not well-formed XML (%s)" % (exc.msg if isinstance(exc, SyntaxError) else exc)
+    else:
+        if len(root) != 1:
+            problem = "holds %d elements, not exactly one" % len(root)
+        elif (root.text or "").strip() or (root[0].tail or "").strip():
+            problem = "has text outside its element"
+    if problem is not None:
+        raise UsageError("the iq payload %s" % problem)  # not echoed: it may hold anything
+    if len(_checked_payloads) >= _CHECKED_MAX:
+        _checked_payloads.clear()
+    _checked_payloads[payload] = None
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
 
 
 class ClientProtocol:
@@ -138,6 +181,7 @@ class ClientProtocol:
         limits: Optional[Limits] = None,
         lang: str = "en",
         compress: bool = False,
+        redactor: Optional[Redactor] = None,
     ) -> None:
         self.mechanism = mechanism
         self.domain = domain
@@ -149,7 +193,7 @@ class ClientProtocol:
         self.compress = compress
         self.compressed = False
         self._compression_refused = False
-        self.step = Step.STREAM
+        self.step = INITIAL  # changed only by _go(), which checks the table in state.py
         self.authenticated = False
         self.jid: Optional[str] = None
         self.stream_id: Optional[str] = None
@@ -158,16 +202,20 @@ class ClientProtocol:
         self._out: List[bytes] = []
         self._close_sent = False
         self._close_owed = False  # our close tag waits for push acknowledgements
+        self._final_owed = False  # closed by close() without a StreamClosed yet
         self._unacked: Set[str] = set()
-        self._server_closed = False
         self._header_seen = False  # the server's header of the current stream arrived
         self._debug = False  # DEBUG logging of stanzas, checked once per receive_data()
-        self._pending: Dict[str, str] = {}
-        self._ids = itertools.count(1)
-        initial = mechanism.initial_response()
-        self._secrets: Tuple[str, ...] = tuple(s for s in mechanism.secrets() if s)
-        if initial:
-            self._secrets += (base64.b64encode(initial).decode("ascii"),)
+        # Requests waiting for an answer: id -> who may answer (None: the server or the
+        # user's own account, see _server_answered; else the JID the request went to).
+        self._pending: Dict[str, Optional[JidKey]] = {}
+        self._new_id: Callable[[str], str] = new_id
+        self._domain_key = jid_key(domain)
+        self._bind_id: Optional[str] = None
+        self._session_id: Optional[str] = None
+        #: Masks this client's secrets (whole or in part) in its errors and log lines; the
+        #: driver binds it to its threads (:func:`~yaxmpp.protocol.redact.bound`).
+        self.redactor = redactor if redactor is not None else Redactor.for_mechanism(mechanism)
 
     # -- outgoing ----------------------------------------------------------------------------
 
@@ -201,17 +249,38 @@ class ClientProtocol:
         self._restart()
 
     def send_iq(self, iq_type: str, payload: str = "", to: Optional[str] = None) -> str:
-        """Queue an iq ``get``/``set`` with ``payload`` (serialised XML); return its id.
+        """Queue an iq ``get``/``set`` with ``payload`` (serialised XML: one element, or
+        nothing); return its id, which is random.
 
-        Its answer comes back as an :class:`IqResponse` with that id.
+        Its answer comes back as an :class:`IqResponse` with that id, and only from the
+        entity the request went to: for a request to ``None``, the server's domain or the
+        user's own bare JID, an answer without ``from``, from the domain or from the bare
+        JID (RFC 6120 8.1.2.1, 10.3); for any other ``to``, from exactly that JID.  An
+        answer from anyone else is ignored.  Call :meth:`forget` when giving up on it.
+
+        Raises :class:`~yaxmpp.errors.UsageError` for another type or a payload that is
+        not one well-formed element (checked once per distinct payload string).
         """
-        if iq_type not in ("get", "set"):
-            raise ValueError("iq requests are 'get' or 'set'")
+        if iq_type != "get" and iq_type != "set":
+            raise UsageError("iq requests are 'get' or 'set', not %r" % (iq_type,))
+        _check_payload(payload)
         self._require_open()
-        iq_id = "yx%d" % next(self._ids)
-        self._pending[iq_id] = iq_type
+        iq_id = self._new_id("")
+        while iq_id in self._pending:  # pragma: no cover - 64 random bits
+            iq_id = self._new_id("")
+        self._pending[iq_id] = None if to is None or self._is_server(jid_key(to)) else jid_key(to)
         self._send(stanzas.iq(iq_type, to, iq_id, payload))
         return iq_id
+
+    def forget(self, iq_id: str) -> None:
+        """Stop waiting for the answer to request ``iq_id`` (timed out, or its caller gave
+        up): a late answer is then ignored.  Unknown or answered ids are no error."""
+        self._pending.pop(iq_id, None)
+
+    @property
+    def pending_requests(self) -> int:
+        """How many requests sent with :meth:`send_iq` still wait for their answer."""
+        return len(self._pending)
 
     def send_stanza(self, xml: str) -> None:
         """Queue one complete stanza, already serialised (e.g. an iq result)."""
@@ -250,15 +319,23 @@ class ClientProtocol:
             self._send_close()
 
     def close(self) -> None:
-        """Queue ``</stream:stream>``; the stream ends when the server answers with its own."""
+        """Queue ``</stream:stream>``; the stream ends when the server answers with its own.
+
+        During the TLS handshake or the switch to compression (and before :meth:`initiate`)
+        nothing can be written: the core is closed at once, and the driver, which drops the
+        transport, gets the final ``StreamClosed(None)`` from its next
+        :meth:`connection_lost` (or :meth:`receive_data`) call.
+        """
         if self._close_sent or self.step is Step.CLOSED:
             return
         if self.step in _DRIVER_TURN or self._parser is None:
             # Nothing can be written now; there is no open stream to close politely.
-            self.step = Step.CLOSED
+            self._go(Step.CLOSED)
+            self._pending.clear()
+            self._final_owed = True
             return
         self._send_close()
-        self.step = Step.CLOSING
+        self._go(Step.CLOSING)
 
     @property
     def close_sent(self) -> bool:
@@ -283,6 +360,9 @@ class ClientProtocol:
         """
         events: List[Event] = []
         if self.step is Step.CLOSED:
+            if self._final_owed:
+                self._final_owed = False
+                events.append(StreamClosed(None))
             return events
         self._debug = xml_log.isEnabledFor(logging.DEBUG)
         if self.step in _DRIVER_TURN:
@@ -341,18 +421,46 @@ class ClientProtocol:
                 data = rest
         except Error as exc:
             self._end(events, exc)
+        except Exception as exc:
+            # A bug, or a user mechanism's failure not caught below: never out of here.  The
+            # message names the exception's type only (its text may hold server bytes).
+            self._end(events, ProtocolError("failed on received data (%s)" % type(exc).__name__))
         return events
 
     def connection_lost(self, error: Optional[Error] = None) -> List[Event]:
         """The transport broke (``error`` says how) or hit end of file; returns the final event."""
         events: List[Event] = []
         if self.step is not Step.CLOSED:
-            self.step = Step.CLOSED
+            error = error or self._lost_error("the connection was closed")
+            self._go(Step.CLOSED)
             self._pending.clear()
-            events.append(StreamClosed(error or self._lost_error("the connection was closed")))
+            events.append(StreamClosed(self.redactor.scrub_error(error)))
+        elif self._final_owed:
+            self._final_owed = False
+            events.append(StreamClosed(None))
         return events
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _go(self, step: Step) -> None:
+        """The one place the step changes: the move must be in the table of state.py."""
+        check_transition(self.step, step)
+        self.step = step
+
+    def _is_server(self, key: JidKey) -> bool:
+        """Whether ``key`` (see :func:`jid_key`) addresses the server or the user's own
+        account: the stream's domain, the domain of the bound JID, or the own bare JID."""
+        if key[2]:
+            return False
+        if key[0] == "":
+            return key[1] == self._domain_key[1] or (self.jid is not None and key[1] == jid_key(self.jid)[1])
+        return self.jid is not None and key[:2] == jid_key(self.jid)[:2]
+
+    def _server_answered(self, sender: Optional[str]) -> bool:
+        """Whether an answer with this ``from`` comes from the server or on behalf of the
+        user's account (RFC 6120 8.1.2.1: no ``from``, the server's domain, or the account's
+        bare JID).  Another account's stanzas carry its own address: the server stamps it."""
+        return sender is None or self._is_server(jid_key(sender))
 
     def _require_open(self) -> None:
         if self._close_sent or self.step in (Step.CLOSED, Step.CLOSING):
@@ -367,9 +475,10 @@ class ClientProtocol:
         return ConnectionLost("%s (%s)" % (what, self.step.value))
 
     def _restart(self) -> None:
+        if self._parser is not None:  # initiate() starts in the initial step already
+            self._go(Step.STREAM)
         self._parser = StreamParser(self.limits)
         self._header_seen = False
-        self.step = Step.STREAM
         self.features = None
         header = stanzas.stream_header(self.domain, self.lang)
         self._out.append(header)
@@ -379,7 +488,7 @@ class ClientProtocol:
     def _send(self, xml: str, shown: Optional[str] = None) -> None:
         self._out.append(xml.encode("utf-8"))
         if self._debug or xml_log.isEnabledFor(logging.DEBUG):
-            xml_log.debug("SEND %s", shown if shown is not None else scrub(xml, self._secrets))
+            xml_log.debug("SEND %s", shown if shown is not None else self.redactor.scrub(xml))
 
     def _send_close(self) -> None:
         if not self._close_sent:
@@ -392,24 +501,24 @@ class ClientProtocol:
         if self.step is Step.CLOSED:
             return
         if error is not None:
-            scrub_error(error)  # server-chosen names and texts may echo the token back
+            self.redactor.scrub_error(error)  # server-chosen names and texts may echo the token back
         if self.step not in _DRIVER_TURN:
             if self._unacked and not self._close_sent:
                 self._close_owed = True  # acknowledge() sends it after the last pending push
             else:
                 self._send_close()
-        self.step = Step.CLOSED
+        self._go(Step.CLOSED)
         self._pending.clear()
         events.append(StreamClosed(error))
 
     def _scrubbed(self, text: Optional[str]) -> Optional[str]:
-        return None if text is None else scrub(text, self._secrets)
+        return None if text is None else self.redactor.scrub(text)
 
     def _dispatch(self, item: object, events: List[Event]) -> None:
         if type(item) is Element:
             elem: Element = item  # type: ignore[assignment]
             if self._debug:
-                xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+                xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
             tag = elem.tag
             if tag == ns.IQ:
                 self._on_iq(elem, events)
@@ -417,6 +526,10 @@ class ClientProtocol:
                 condition, text = _error_condition(elem, ns.STREAM_ERRORS)
                 other = elem.find(ns.qname(ns.STREAM_ERRORS, "see-other-host"))
                 other_host = (other.text or "").strip() or None if other is not None else None
+                if other is not None and not self.tls:
+                    # Anyone on the path can inject a redirect into a plain stream: never follow it.
+                    other_host = None
+                    text = (text + "; " if text else "") + "a redirect before TLS is not followed"
                 raise StreamError(condition, self._scrubbed(text), other_host)
             elif self.step is Step.FEATURES and tag == ns.FEATURES:
                 self._on_features(Features(elem))
@@ -433,7 +546,7 @@ class ClientProtocol:
         elif isinstance(item, StreamHeader):
             if self._debug:
                 attrs = " ".join('%s="%s"' % (k.replace("{%s}" % ns.XML, "xml:"), v) for k, v in item.attrs.items())
-                xml_log.debug("RECV <stream:stream %s>", scrub(attrs, self._secrets))
+                xml_log.debug("RECV <stream:stream %s>", self.redactor.scrub(attrs))
             if self.step is Step.CLOSING and not self._header_seen:
                 # close() came before the server's header: take it, and wait for its close.
                 self._header_seen = True
@@ -443,12 +556,11 @@ class ClientProtocol:
                 raise ProtocolError("unexpected stream header while %s" % self.step.value)
             self._header_seen = True
             self.stream_id = item.id
-            self.step = Step.FEATURES
+            self._go(Step.FEATURES)
             stage = "after authentication" if self.authenticated else ("over TLS" if self.tls else "initial")
             events.append(StreamOpened(item.id, stage))
         elif item is STREAM_END:
             xml_log.debug("RECV </stream:stream>")
-            self._server_closed = True
             if self.step is Step.CLOSING:
                 self._end(events, None)
             else:
@@ -463,10 +575,10 @@ class ClientProtocol:
                 )
             self._out.append(stanzas.STARTTLS)
             xml_log.debug("SEND %s", stanzas.STARTTLS.decode())
-            self.step = Step.STARTTLS
+            self._go(Step.STARTTLS)
         elif self.compress and not self.compressed and not self._compression_refused and "zlib" in features.compression:
             self._send(stanzas.COMPRESS_ZLIB)
-            self.step = Step.COMPRESS
+            self._go(Step.COMPRESS)
         elif not self.authenticated:
             name = self.mechanism.name
             # The seed's server lists no mechanism at all; an empty or missing list still gets
@@ -476,17 +588,30 @@ class ClientProtocol:
                 raise AuthError(
                     "invalid-mechanism", "server offers %s, not %s" % (", ".join(features.mechanisms), name)
                 )
-            initial = self.mechanism.initial_response()
-            payload = None if initial is None else base64.b64encode(initial).decode("ascii")
+            try:
+                initial = self.mechanism.initial_response()
+                payload = None if initial is None else base64.b64encode(initial).decode("ascii")
+            except Error:
+                raise
+            except Exception as exc:
+                raise self._mechanism_failure("initial_response", exc) from None
             self._send(stanzas.auth(name, payload), shown=stanzas.auth(name, None if payload is None else MASK))
-            self.step = Step.AUTH
+            self._go(Step.AUTH)
         else:
-            self._send(stanzas.bind(BIND_ID, self.resource))
-            self.step = Step.BIND
+            self._bind_id = self._new_id("bind_")
+            self._send(stanzas.bind(self._bind_id, self.resource))
+            self._go(Step.BIND)
+
+    def _mechanism_failure(self, method: str, exc: Exception) -> AuthError:
+        """What a mechanism's own exception (not a yaxmpp error) becomes: an AuthError that
+        names the method and the exception type; its text, which may hold a secret, is left out."""
+        return AuthError(
+            "mechanism-failure", "%s.%s() raised %s" % (type(self.mechanism).__name__, method, type(exc).__name__)
+        )
 
     def _on_starttls_answer(self, elem: Element) -> None:
         if elem.tag == ns.PROCEED:
-            self.step = Step.TLS
+            self._go(Step.TLS)
         elif elem.tag == ns.TLS_FAILURE:
             raise TLSError("the server refused STARTTLS")
         else:
@@ -494,10 +619,10 @@ class ClientProtocol:
 
     def _on_compress_answer(self, elem: Element) -> None:
         if elem.tag == ns.COMPRESSED:
-            self.step = Step.COMPRESSION
+            self._go(Step.COMPRESSION)
         elif elem.tag == ns.COMPRESS_FAILURE:
             condition, _ = _error_condition(elem, ns.COMPRESS)
-            logging.getLogger("yaxmpp").warning("the server refused compression (%s); going on uncompressed", condition)
+            logging.getLogger("yaxmpp").warning("the server refused compression (%s); going on uncompressed", self._scrubbed(condition))
             self._compression_refused = True
             assert self.features is not None
             self._on_features(self.features)
@@ -507,6 +632,19 @@ class ClientProtocol:
     def _on_auth_answer(self, elem: Element, events: List[Event]) -> None:
         tag = elem.tag
         if tag == ns.SASL_SUCCESS:
+            # Additional data with success (RFC 6120 6.4.6), e.g. SCRAM's server signature:
+            # the mechanism checks it before anything else happens on this stream.
+            raw = (elem.text or "").strip()
+            try:
+                data = base64.b64decode(raw if raw != "=" else "", validate=True)
+            except (ValueError, binascii.Error):
+                raise ProtocolError("SASL success data is not base64") from None
+            try:
+                self.mechanism.success(data)
+            except Error:
+                raise
+            except Exception as exc:
+                raise self._mechanism_failure("success", exc) from None
             self.authenticated = True
             events.append(Authenticated(self.mechanism.name))
             self._restart()
@@ -514,18 +652,24 @@ class ClientProtocol:
             condition, text = _error_condition(elem, ns.SASL)
             raise AuthError(condition, self._scrubbed(text))
         elif tag == ns.SASL_CHALLENGE:
+            raw = (elem.text or "").strip()
             try:
-                data = base64.b64decode((elem.text or "").strip() or "", validate=True)
-            except ValueError:
+                data = base64.b64decode(raw if raw != "=" else "", validate=True)
+            except (ValueError, binascii.Error):
                 raise ProtocolError("SASL challenge is not base64") from None
-            answer = base64.b64encode(self.mechanism.challenge(data)).decode("ascii")
+            try:
+                answer = base64.b64encode(self.mechanism.challenge(data)).decode("ascii")
+            except Error:
+                raise
+            except Exception as exc:
+                raise self._mechanism_failure("challenge", exc) from None
             self._send(stanzas.sasl_response(answer), shown=stanzas.sasl_response(MASK))
         else:
             raise ProtocolError("expected the SASL result, got <%s>" % tag)
 
     def _on_push(self, elem: Element, sender: Optional[str], events: List[Event]) -> None:
         if self._debug:
-            xml_log.debug("RECV %s", scrub(to_xml(elem), self._secrets))
+            xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
         iq_id = elem.get("id") or ""
         # Delivered even when it cannot be acknowledged: received data is never dropped.
         if iq_id and not self._close_sent:
@@ -544,23 +688,30 @@ class ClientProtocol:
         if iq_type == "result" or iq_type == "error":
             if iq_id is None:
                 return
-            if self.step is Step.BIND and iq_id == BIND_ID:
-                self._on_bind_answer(elem, iq_type, events)
-            elif self.step is Step.SESSION and iq_id == SESSION_ID:
-                self._on_session_answer(elem, iq_type, events)
-            elif self._pending.pop(iq_id, None) is not None:
-                error = None
-                if iq_type == "error":
-                    err_elem = elem.find(ns.STANZA_ERROR)
-                    condition, text = _error_condition(err_elem, ns.STANZAS)
-                    error = IqError(
-                        "iq %s" % iq_id,
-                        condition,
-                        err_elem.get("type") if err_elem is not None else None,
-                        self._scrubbed(text),
-                    )
-                events.append(IqResponse(iq_id, elem, error))
-            # An answer to nothing we asked is ignored.
+            sender = elem.get("from")
+            if self.step is Step.BIND and iq_id == self._bind_id:
+                if self._server_answered(sender):
+                    self._on_bind_answer(elem, iq_type, events)
+                    return
+            elif self.step is Step.SESSION and iq_id == self._session_id:
+                if self._server_answered(sender):
+                    self._on_session_answer(elem, iq_type, events)
+                    return
+            else:
+                expected = self._pending.get(iq_id, _MISSING)
+                if expected is _MISSING:
+                    return  # an answer to nothing we asked is ignored
+                if expected is None:
+                    answered = self._server_answered(sender)
+                else:
+                    answered = sender is not None and jid_key(sender) == expected
+                if answered:
+                    del self._pending[iq_id]
+                    self._on_answer(elem, iq_id, iq_type, events)
+                    return
+            # Someone else answering our id (a guess, or a spoof): not the answer.
+            if self._debug:
+                xml_log.debug("an answer to %s from an entity it was not sent to is ignored", iq_id)
             return
         if iq_type != "get" and iq_type != "set":
             return  # not a request: nothing to answer
@@ -581,6 +732,20 @@ class ClientProtocol:
             self._send(stanzas.iq_error(sender, iq_id))
             events.append(RequestAnswered("unsupported", iq_id, sender))
 
+    def _on_answer(self, elem: Element, iq_id: str, iq_type: str, events: List[Event]) -> None:
+        error = None
+        if iq_type == "error":
+            err_elem = elem.find(ns.STANZA_ERROR)
+            condition, text = _error_condition(err_elem, ns.STANZAS)
+            error = IqError(
+                "iq %s" % iq_id,
+                condition,
+                err_elem.get("type") if err_elem is not None else None,
+                self._scrubbed(text),
+            )
+            self.redactor.scrub_error(error)  # the condition and type are server-chosen
+        events.append(IqResponse(iq_id, elem, error))
+
     def _own(self, sender: str) -> bool:
         """Whether ``sender`` is the user's own account (bare or full JID)."""
         jid = self.jid
@@ -596,8 +761,9 @@ class ClientProtocol:
             raise ProtocolError("the bind result carries no JID")
         self.jid = jid
         events.append(Bound(jid))
-        self._send(stanzas.session(SESSION_ID))
-        self.step = Step.SESSION
+        self._session_id = self._new_id("session_")
+        self._send(stanzas.session(self._session_id))
+        self._go(Step.SESSION)
 
     def _on_session_answer(self, elem: Element, iq_type: str, events: List[Event]) -> None:
         if iq_type == "error":
@@ -606,7 +772,7 @@ class ClientProtocol:
             if features is not None and features.session:
                 raise IqError("session", condition, None, self._scrubbed(text))
             # RFC 6121 dropped the session step; a server that did not offer it may refuse it.
-            logging.getLogger("yaxmpp").warning("session refused (%s), but it was not offered; going on", condition)
-        self.step = Step.ESTABLISHED
+            logging.getLogger("yaxmpp").warning("session refused (%s), but it was not offered; going on", self._scrubbed(condition))
+        self._go(Step.ESTABLISHED)
         assert self.jid is not None
         events.append(SessionStarted(self.jid, self.stream_id))

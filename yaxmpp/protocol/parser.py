@@ -24,7 +24,7 @@ import re
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Union
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
-from xml.parsers.expat import ExpatError
+from xml.parsers.expat import ErrorString, ExpatError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
@@ -76,109 +76,241 @@ class _NoTarget:
     """A target with no callbacks: the header stage installs its own expat handler."""
 
 
-# -- holding back unfinished tags ------------------------------------------------------------
+# -- holding back unfinished markup ----------------------------------------------------------
 
-_TAG_SPECIAL = re.compile(rb"[<>\"']")
-_MARKUP_ENDS = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
+# Lexical states of the guard between feeds.  Only _TEXT holds nothing.
+_TEXT = 0  # between markup: nothing held
+_OPEN = 1  # a "<" whose kind the bytes so far do not tell ("<", "<!", "<![CDA"...)
+_TAG = 2  # a start or end tag: quotes are followed, "<" outside them is an error
+_DECL = 3  # "<!" other than a comment or CDATA (a DOCTYPE in the prolog): up to ">"
+_COMMENT = 4  # "<!--" ... "-->"
+_CDATA = 5  # "<![CDATA[" ... "]]>"
+_PI = 6  # "<?" ... "?>"
+
+_TERMINATOR = {_COMMENT: b"-->", _CDATA: b"]]>", _PI: b"?>"}
+_IN_TAG = re.compile(rb"[<>\"']")
+_IN_DECL = re.compile(rb"[>\"']")
+# The end of an attribute value, or a "<" (never in one); in a declaration, only the end.
+_TAG_QUOTED = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
+_DECL_QUOTED = {39: re.compile(rb"'"), 34: re.compile(rb'"')}
+_MARKUP = re.compile(rb"<[!?]")  # starts a comment, CDATA section, PI or declaration
+_COMMENT_OPENER = b"<!--"
+_CDATA_OPENER = b"<![CDATA["
+
+
+def _lt_in_tag() -> ProtocolError:
+    return ProtocolError("malformed XML from server: '<' inside a tag")
+
+
+def _kind(buf: Union[bytes, bytearray], lt: int) -> "tuple[int, int]":
+    """The kind of the markup that starts with the ``<`` at ``lt``, and where its body starts
+    (``_OPEN`` while the bytes so far could still open a comment or a CDATA section)."""
+    second = buf[lt + 1 : lt + 2]
+    if second == b"?":
+        return _PI, lt + 2
+    if second != b"!":
+        return (_TAG, lt + 1) if second else (_OPEN, lt)
+    if buf.startswith(_COMMENT_OPENER, lt):
+        return _COMMENT, lt + 4
+    if buf.startswith(_CDATA_OPENER, lt):
+        return _CDATA, lt + 9
+    start = buf[lt : lt + 9]
+    if _COMMENT_OPENER.startswith(start) or _CDATA_OPENER.startswith(start):
+        return _OPEN, lt
+    return _DECL, lt + 2
 
 
 class _TagGuard:
-    """Splits incoming bytes so that expat is only ever given complete tags.
+    """Splits incoming bytes so that expat is only ever given complete markup.
 
-    The bytes from the last ``<`` on are held while that tag is unfinished (quotes are
-    followed, so a ``>`` inside an attribute value does not end it).  ``<`` cannot appear in
-    an attribute value, so the last ``<`` always starts markup.
+    Expat re-reads an unfinished tag, comment, CDATA section or PI from its start at every
+    feed, so bytes from the start of unfinished markup on are held here instead, in a buffer
+    that grows as bytes arrive and is searched only over the new ones (plus the few bytes a
+    terminator such as ``]]>`` may straddle): the cost stays linear in the markup's size.
+
+    The lexical state survives between feeds: text, tag (with the quote it is inside),
+    comment, CDATA section, PI, or declaration.  A ``<`` inside a comment, CDATA section or PI
+    is their content; only in text does it start markup.  A push holds no ``<!`` or ``<?``,
+    so when nothing is held and neither occurs, the last ``<`` starts the last tag (a ``<``
+    cannot appear in an attribute value) and only that tag is looked at.
     """
 
-    __slots__ = ("held", "quote", "closer", "limit", "error")
+    __slots__ = ("held", "state", "quote", "resume", "limit", "error", "work")
 
     def __init__(self, limit: int) -> None:
         self.error: Optional[ProtocolError] = None  # raised once the bytes before it are parsed
-        self.held = b""
-        self.quote: Optional[bytes] = None  # inside a quoted attribute value
-        self.closer: Optional[bytes] = None  # inside a comment, CDATA section or PI
+        self.held = bytearray()  # the unfinished markup, from its "<"
+        self.state = _TEXT
+        self.quote: Optional[int] = None  # inside a quoted attribute value (tags only)
+        self.resume = 0  # where in held the search goes on
         self.limit = limit
+        self.work = 0  # bytes searched or copied while markup was held (for the tests)
 
     def ready(self, data: bytes) -> bytes:
-        """What of ``held + data`` can be fed now; the rest stays held."""
-        if self.held and self.held[1:2] in (b"", b"!", b"?"):
-            # A comment, CDATA section or PI (whose opener may have been cut): look again.
-            data, self.held = self.held + data, b""
-        if self.held:
-            end = self._scan(data, 0)
-            if end < 0:
-                self.held += data
-                self._check()
+        """What of the held bytes and ``data`` can be fed now; the rest stays held."""
+        head = b""
+        if self.state:
+            done = self._continue(data)
+            if done is None:
                 return b""
-            head = self.held + data[:end]
-            self.held = b""
-            data = data[end:]
-        else:
-            head = b""
+            head, data = done
+        if (b"!" in data or b"?" in data) and (b"<!" in data or b"<?" in data):
+            return head + self._scan_text(data, 0)
+        # The common path: every "<" starts a tag; only the last one can be unfinished.
         lt = data.rfind(b"<")
-        if lt < 0:
+        if lt < 0 or self._tag_end(data, lt + 1) >= 0:
             return head + data if head else data
-        self.quote = self.closer = None
-        for opener, closer in _MARKUP_ENDS:
-            if data.startswith(opener, lt):
-                self.closer = closer
-                break
-        end = self._scan(data, lt + 1)
-        if end >= 0:
-            return head + data if head else data
-        previous = data.rfind(b"<", 0, lt)
-        if previous >= 0 and data.find(b">", previous, lt) < 0:
-            if not data.startswith((b"<!--", b"<![CDATA["), previous):
-                # What comes before the broken tag is still parsed; then the error.
-                self.error = ProtocolError("malformed XML from server: '<' inside a tag")
-                return head + data[:previous]
-        self.held = data[lt:]
-        self._check()
-        return head + data[:lt]
+        return head + self._hold_tag(data, 0, lt)
 
-    def _scan(self, data: bytes, pos: int) -> int:
-        """Continue the held tag through ``data`` from ``pos``: the index just past its end, or -1."""
-        closer = self.closer
-        if closer is not None:
-            # The terminator may straddle the boundary with what is held.
-            start = max(0, pos - len(closer) + 1) if not self.held else 0
-            joined = self.held[-(len(closer) - 1) :] + data if self.held else data
-            found = joined.find(closer, start)
+    def _scan_text(self, data: bytes, pos: int) -> bytes:
+        """From text at ``pos``: skip each comment, CDATA section, PI and declaration whole
+        (tags and text between them are left to expat), holding the first unfinished one."""
+        search = _MARKUP.search
+        while True:
+            match = search(data, pos)
+            if match is None:
+                break
+            lt = match.start()
+            previous = data.rfind(b"<", pos, lt)
+            if previous >= 0 and data.find(b">", previous, lt) < 0:
+                return self._broken(data, previous)
+            kind, body = _kind(data, lt)
+            if kind == _DECL:
+                end = self._tag_end(data, body, False)
+                if end < 0:
+                    return self._hold(data, lt, _DECL, len(data))
+            elif kind == _OPEN:
+                return self._hold(data, lt, _OPEN, lt)
+            else:
+                closer = _TERMINATOR[kind]
+                found = data.find(closer, body)
+                if found < 0:
+                    return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
+                end = found + len(closer)
+            pos = end
+        lt = data.rfind(b"<", pos)
+        if lt < 0 or self._tag_end(data, lt + 1) >= 0:
+            return data
+        return self._hold_tag(data, pos, lt)
+
+    def _hold_tag(self, data: bytes, pos: int, lt: int) -> bytes:
+        """Hold the unfinished tag at ``lt`` (the last ``<`` after ``pos``, in text)."""
+        previous = data.rfind(b"<", pos, lt)
+        if previous >= 0 and data.find(b">", previous, lt) < 0:
+            return self._broken(data, previous)
+        if lt + 1 == len(data):  # a lone "<": perhaps the start of a comment, CDATA or PI
+            return self._hold(data, lt, _OPEN, lt)
+        return self._hold(data, lt, _TAG, len(data))
+
+    def _broken(self, data: bytes, lt: int) -> bytes:
+        """The tag at ``lt`` holds a ``<``: what comes before it is still parsed, then the error."""
+        self.quote = None
+        self.error = _lt_in_tag()
+        return data[:lt]
+
+    def _hold(self, data: bytes, lt: int, state: int, resume: int) -> bytes:
+        """Hold ``data[lt:]`` as unfinished markup of kind ``state``; return what precedes."""
+        held = self.held = bytearray(memoryview(data)[lt:])
+        self.state = state
+        self.resume = resume - lt
+        self.work += len(held)
+        if len(held) > self.limit:
+            self.error = self._too_long()
+        return data[:lt]
+
+    def _continue(self, data: bytes) -> "Optional[tuple[bytes, bytes]]":
+        """Add ``data`` to the held markup: None while it is unfinished, else the completed
+        markup and the bytes after it."""
+        held = self.held
+        held += data
+        state = self.state
+        resume = self.resume
+        if state == _OPEN:
+            state, resume = _kind(held, 0)
+            if state == _OPEN:
+                return None  # at most eight bytes
+            self.state = state
+        self.work += len(data) + len(held) - resume
+        if state >= _COMMENT:
+            closer = _TERMINATOR[state]
+            found = held.find(closer, resume)
             if found < 0:
-                return -1
-            end = found + len(closer) - (len(joined) - len(data))
-            self.closer = None
-            return end
+                self.resume = max(resume, len(held) - len(closer) + 1)
+                if len(held) > self.limit:
+                    raise self._too_long()
+                return None
+            end = found + len(closer)
+        else:
+            end = self._tag_end(held, resume, state == _TAG)
+            if end < 0:
+                self.resume = len(held)
+                if len(held) > self.limit:
+                    raise self._too_long()
+                return None
+        self.work += len(held)
+        self.state = _TEXT
+        self.held = bytearray()
+        with memoryview(held) as view:
+            return view[:end].tobytes(), view[end:].tobytes()
+
+    def _tag_end(self, data: Union[bytes, bytearray], pos: int, in_tag: bool = True) -> int:
+        """Follow a tag (or declaration) through ``data`` from ``pos``, inside :attr:`quote`
+        if set: the index just past its ``>``, or -1 (with :attr:`quote` kept for later)."""
         quote = self.quote
+        special, quoted = (_IN_TAG, _TAG_QUOTED) if in_tag else (_IN_DECL, _DECL_QUOTED)
         length = len(data)
         while pos < length:
             if quote is not None:
-                found = data.find(quote, pos)
-                if found < 0:
-                    self.quote = quote
-                    return -1
-                pos = found + 1
+                match = quoted[quote].search(data, pos)
+                if match is None:
+                    break
+                pos = match.start()
+                if data[pos] == 60:  # "<" inside an attribute value: never well-formed
+                    raise _lt_in_tag()
+                pos += 1
                 quote = None
                 continue
-            match = _TAG_SPECIAL.search(data, pos)
+            match = special.search(data, pos)
             if match is None:
-                self.quote = None
-                return -1
+                break
             at = match.start()
             char = data[at]
             if char == 62:  # ">"
                 self.quote = None
                 return at + 1
             if char == 60:  # "<" inside a tag: never well-formed
-                raise ProtocolError("malformed XML from server: '<' inside a tag")
-            quote = data[at : at + 1]
+                raise _lt_in_tag()
+            quote = char
             pos = at + 1
         self.quote = quote
         return -1
 
-    def _check(self) -> None:
-        if len(self.held) > self.limit:
-            raise ProtocolError("a tag or other markup longer than %d bytes" % self.limit)
+    def _too_long(self) -> ProtocolError:
+        return ProtocolError("a tag or other markup longer than %d bytes" % self.limit)
+
+
+def _check_declaration(version: Optional[str], encoding: Optional[str], standalone: int) -> None:  # noqa: ARG001
+    """The ``<?xml?>`` declaration's encoding: XMPP streams are UTF-8 (RFC 6120, 11.6)."""
+    if encoding is not None and encoding.lower() != "utf-8":
+        # Not echoed: the server chose this text.
+        raise ProtocolError("the server's stream declares an encoding other than UTF-8")
+
+
+def _malformed(exc: BaseException) -> ProtocolError:
+    """A ProtocolError for expat's or ElementTree's error, from its code and position only."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ExpatError):
+        line, column = exc.lineno, exc.offset
+    else:
+        line, column = getattr(exc, "position", (None, None))
+    try:
+        what = ErrorString(code) if isinstance(code, int) else None
+    except Exception:  # pragma: no cover - an unknown code
+        what = None
+    message = "malformed XML from server: %s" % (what or "not well-formed")
+    if isinstance(line, int) and isinstance(column, int):
+        message += " (line %d, column %d)" % (line, column)
+    return ProtocolError(message)
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -208,6 +340,7 @@ class StreamParser:
         self._depth = 0  # XML depth: 1 inside <stream:stream>, 2 inside a stanza
         # Stage 1: the defused header parser.
         self._prolog = b""
+        self._header_at = 0  # where in the prolog the stream header starts
         self._defused: Optional[DefusedXMLParser] = DefusedXMLParser(
             target=_NoTarget(), encoding="utf-8", forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
@@ -216,6 +349,7 @@ class StreamParser:
             raise RuntimeError("defusedxml did not install its DTD and entity guards")
         header_parser.DefaultHandlerExpand = None
         header_parser.StartElementHandler = self._on_header
+        header_parser.XmlDeclHandler = _check_declaration
         header_parser.ordered_attributes = False
         # Stage 2: the tree builder, made once the header is read.
         self._pull: Optional[XMLPullParser] = None
@@ -244,11 +378,16 @@ class StreamParser:
         except ProtocolError as exc:
             self._error = exc
             raise
-        except DefusedXmlException as exc:
+        except DefusedXmlException as exc:  # a ValueError: before the next clause
             self._error = ProtocolError("forbidden XML from server: %s" % type(exc).__name__)
             raise self._error from None
         except (ExpatError, ParseError) as exc:
-            self._error = ProtocolError("malformed XML from server: %s" % exc)
+            self._error = _malformed(exc)
+            raise self._error from None
+        except (LookupError, ValueError) as exc:  # UnicodeError is a ValueError
+            # Whatever else expat or its codecs may raise on some input: never let it out,
+            # and never with its message, which may quote the server's bytes.
+            self._error = ProtocolError("unreadable XML from server (%s)" % type(exc).__name__)
             raise self._error from None
 
     def _feed(self, data: bytes) -> None:
@@ -298,6 +437,10 @@ class StreamParser:
     # -- stage 1: prolog and header through defusedxml --------------------------------------
 
     def _feed_header(self, data: bytes) -> None:
+        if b"\x00" in data:
+            # Never in UTF-8 XML, always in UTF-16 or UTF-32 markup: expat would detect those
+            # whatever encoding it is told (RFC 6120, 11.6: streams are UTF-8).
+            raise ProtocolError("the server's stream is not UTF-8 (a NUL byte in its prolog)")
         self._prolog += data
         if len(self._prolog) > self._max_stanza:
             raise ProtocolError("stream header larger than %d bytes" % self._max_stanza)
@@ -305,15 +448,20 @@ class StreamParser:
         try:
             self._defused.parser.Parse(data, False)
         except _HeaderSeen:
+            # The tree builder reads from the header's "<" on: the declaration was checked
+            # (so no codec is ever looked up by name), and the prolog's comments and PIs
+            # are of no use.
             prolog, self._prolog = self._prolog, b""
             self._defused = None
-            self._start_tree(prolog)
+            self._start_tree(prolog[self._header_at :])
 
     def _on_header(self, name: str, attrs: Dict[str, str]) -> None:
         tag = "{" + name if "}" in name else name
         if tag != ns.STREAM:
             raise ProtocolError("expected <stream:stream>, got <%s>" % tag)
         fixed = {("{" + k if "}" in k else k): v for k, v in attrs.items()}
+        assert self._defused is not None
+        self._header_at = self._defused.parser.CurrentByteIndex
         self.items.append(StreamHeader(fixed))
         raise _HeaderSeen()
 
@@ -379,7 +527,7 @@ class StreamParser:
         self._depth = depth
         self._began = began
         if failure is not None:
-            raise ProtocolError("malformed XML from server: %s" % failure)
+            raise _malformed(failure)
         if depth >= 2 and end - began > self._max_stanza:
             raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
         if completed:
@@ -389,7 +537,7 @@ class StreamParser:
             # until the next tag, so look at the bytes.
             trailing = data[data.rfind(b">") + 1 :]
             if trailing and not trailing.isspace():
-                raise ProtocolError("text between stanzas: %r" % trailing[:40])
+                raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
 
     @staticmethod
     def _read_public(pull: XMLPullParser) -> "tuple[list, Optional[BaseException]]":
@@ -417,7 +565,7 @@ class StreamParser:
         gaps.append(root.text)
         between = "".join(filter(None, gaps))
         if between and not between.isspace():
-            raise ProtocolError("text between stanzas: %r" % between.strip()[:40])
+            raise ProtocolError("text between stanzas (%d bytes)" % len(between.encode()))
         root.text = None
         if done:
             self._last_out = root[done - 1]

@@ -1,12 +1,49 @@
-"""Keeping the OAuth token out of logs, reprs and exception messages."""
+"""Keeping the OAuth token out of logs, reprs and exception messages.
+
+A hostile server can echo the token back anywhere: in an element name, a condition, an error
+text, a stream id, an iq id.  Each client holds one :class:`Redactor` with its own secrets (the
+core builds it from the SASL mechanism, see :meth:`Redactor.for_mechanism`); it masks them, whole
+or in part, in text (:meth:`Redactor.scrub`) and in exceptions, their ``args`` included
+(:meth:`Redactor.scrub_error`).
+
+Log records are masked by one :class:`LogRedactor` filter on the yaxmpp loggers.  It applies the
+redactor named by the record (``extra={"yaxmpp_redactor": redactor}``) and those bound to the
+thread that logs (:func:`bound`)::
+
+    with redact.bound(core.redactor):   # a driver's thread, for as long as it serves that client
+        ...
+
+Nothing here is global but that (empty) binding: a closed client's redactor goes with it.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import logging
-import threading
-from typing import Iterable, Set, TypeVar
+import re
+import traceback
+from typing import TYPE_CHECKING, Any, Callable, FrozenSet, Iterable, List, NoReturn, Optional, Set, Tuple, Type, TypeVar
 
-__all__ = ["Secret", "MASK", "scrub", "register", "scrub_known", "scrub_error", "LogRedactor"]
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
+
+    from .sasl import Mechanism
+
+__all__ = [
+    "Secret",
+    "MASK",
+    "MIN_SCRUB_LENGTH",
+    "PIECE_LENGTH",
+    "RECORD_ATTRIBUTE",
+    "Redactor",
+    "bound",
+    "current",
+    "scrub",
+    "scrub_error",
+    "LogRedactor",
+    "install",
+]
 
 MASK = "***"
 
@@ -19,7 +56,7 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: "str | Secret") -> None:
         if isinstance(value, Secret):
             value = value.reveal()
         if not isinstance(value, str):
@@ -40,7 +77,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
 
 
@@ -48,57 +85,299 @@ class Secret:
 #: would garble every line.  Real OAuth tokens are dozens of characters long.
 MIN_SCRUB_LENGTH = 6
 
+#: Any run of this many consecutive characters of a secret is masked wherever it appears (a
+#: server may echo half of the token).  Secrets shorter than this (but of at least
+#: :data:`MIN_SCRUB_LENGTH`) are masked where they appear whole.
+PIECE_LENGTH = 8
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by a mask."""
-    for secret in secrets:
-        if len(secret) >= MIN_SCRUB_LENGTH and secret in text:
-            text = text.replace(secret, MASK)
-    return text
+#: The log record attribute that names the redactor for one record (``extra=``).
+RECORD_ATTRIBUTE = "yaxmpp_redactor"
 
-
-# Every secret a mechanism holds is registered here, so that text from anywhere (a hostile
-# server can echo the token back in an element name, a stream id, an error text) is masked
-# before it reaches a log line or an exception message.
-_known: Set[str] = set()
-_known_lock = threading.Lock()
-
-
-def register(*secrets: str) -> None:
-    """Remember secrets to mask wherever yaxmpp writes text."""
-    with _known_lock:
-        _known.update(s for s in secrets if len(s) >= MIN_SCRUB_LENGTH)
-
-
-def scrub_known(text: str) -> str:
-    """``text`` with every registered secret masked."""
-    if not _known:
-        return text
-    return scrub(text, tuple(_known))
-
+# Pieces are found in two passes.  The text is cut into 4-character chunks at offsets 0, 4,
+# 8, ... and the chunks are looked up, all at once in C, in the set of every 4-character
+# substring of the secrets: a run of 8 characters always covers one whole aligned chunk, so no
+# hit means nothing to mask (the common case, about 20 ns a character).  Around each hit, the
+# 8-character windows are looked up in the set of the secrets' 8-character substrings.
+_CHUNK = 4
+_chunks: Callable[[str], List[str]] = re.compile(".{%d}" % _CHUNK, re.S).findall
+_BLOCK = 4096  # texts are chunked this much at a time (a multiple of _CHUNK): bounded lists
 
 E = TypeVar("E", bound=BaseException)
 
 
-def scrub_error(error: E) -> E:
-    """Mask registered secrets in an exception's message and text attributes, in place."""
-    if not _known:
+def _grams(text: str, size: int) -> Iterable[str]:
+    return (text[i : i + size] for i in range(len(text) - size + 1))
+
+
+def _base64_forms(secret: str) -> List[str]:
+    """The base64 text of ``secret`` at each of the three alignments it can have inside a
+    longer base64 string (only the characters that depend on the secret alone)."""
+    data = secret.encode("utf-8")
+    forms = []
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + data).decode("ascii")
+        start = -(-8 * pad // 6)  # the first character with no padding bit in it
+        end = 8 * (pad + len(data)) // 6  # the last whole character of data bits
+        forms.append(encoded[start:end])
+    return forms
+
+
+class Redactor:
+    """One client's secrets, and the masking of them in text and exceptions.
+
+    Every secret of at least :data:`PIECE_LENGTH` characters is masked wherever a run of that
+    many of its consecutive characters appears; shorter ones (down to
+    :data:`MIN_SCRUB_LENGTH`) where they appear whole; shorter still, not at all.  A pure
+    object: no lock, no global state; its ``repr`` shows no secret and it does not pickle.
+    """
+
+    __slots__ = ("_whole", "_quads", "_pieces", "__weakref__")
+
+    def __init__(self, secrets: Iterable["str | Secret"] = ()) -> None:
+        whole: Set[str] = set()
+        quads: Set[str] = set()
+        pieces: Set[str] = set()
+        for secret in secrets:
+            if isinstance(secret, Secret):
+                secret = secret.reveal()
+            if not isinstance(secret, str):
+                raise TypeError("a secret must be a str, not %s" % type(secret).__name__)
+            if len(secret) >= PIECE_LENGTH:
+                quads.update(_grams(secret, _CHUNK))
+                pieces.update(_grams(secret, PIECE_LENGTH))
+            elif len(secret) >= MIN_SCRUB_LENGTH:
+                whole.add(secret)
+        # Longest first: a secret inside another must not break the longer one's match.
+        self._whole: Tuple[str, ...] = tuple(sorted(whole, key=len, reverse=True))
+        self._quads: FrozenSet[str] = frozenset(quads)
+        self._pieces: FrozenSet[str] = frozenset(pieces)
+
+    @classmethod
+    def for_mechanism(cls, mechanism: "Mechanism") -> "Redactor":
+        """The redactor of a SASL mechanism: its :meth:`~yaxmpp.Mechanism.secrets`, their
+        base64 forms, and the base64 of its initial response (what goes on the wire)."""
+        raw = [s.reveal() if isinstance(s, Secret) else s for s in mechanism.secrets() if s]
+        secrets = list(raw)
+        for secret in raw:
+            secrets += _base64_forms(secret)
+        initial = mechanism.initial_response()
+        if initial:
+            secrets.append(base64.b64encode(initial).decode("ascii"))
+        return cls(secrets)
+
+    def __bool__(self) -> bool:
+        return bool(self._whole or self._pieces)
+
+    def __repr__(self) -> str:
+        return "<Redactor %s>" % ("active" if self else "empty")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Redactor cannot be pickled")
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret, and every piece of one, replaced by :data:`MASK`."""
+        for secret in self._whole:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        quads = self._quads
+        if not quads or len(text) < PIECE_LENGTH:
+            return text
+        n = len(text)
+        hits: Optional[List[int]] = None
+        for base in range(0, n, _BLOCK):
+            chunks = _chunks(text[base : base + _BLOCK])
+            if quads.isdisjoint(chunks):
+                continue
+            if hits is None:
+                hits = []
+            hits += [base + _CHUNK * k for k, chunk in enumerate(chunks) if chunk in quads]
+        if hits is None:
+            return text
+        # Every window of PIECE_LENGTH that is a piece of a secret covers an aligned chunk
+        # that is a hit, and starts at most PIECE_LENGTH - _CHUNK before it.
+        pieces = self._pieces
+        spans: List[List[int]] = []
+        last = n - PIECE_LENGTH
+        for hit in hits:
+            for start in range(max(hit - (PIECE_LENGTH - _CHUNK), 0), min(hit, last) + 1):
+                if text[start : start + PIECE_LENGTH] in pieces:
+                    end = start + PIECE_LENGTH
+                    if spans and start <= spans[-1][1]:
+                        if end > spans[-1][1]:
+                            spans[-1][1] = end
+                    else:
+                        spans.append([start, end])
+        if not spans:
+            return text
+        out = []
+        position = 0
+        for start, end in spans:
+            out.append(text[position:start])
+            out.append(MASK)
+            position = end
+        out.append(text[position:])
+        return "".join(out)
+
+    def scrub_error(self, error: E) -> E:
+        """Mask this redactor's secrets in ``error``, in place, and return it: its ``args``
+        (what ``repr`` shows and pickling rebuilds it from), its string attributes
+        (``condition``, ``text``, ``other_host``, ``type``, ...), its notes, and the errors
+        chained to it (``__cause__``, ``__context__``)."""
+        if self:
+            seen: Set[int] = set()
+            current: Optional[BaseException] = error
+            while current is not None and id(current) not in seen and len(seen) < 32:
+                seen.add(id(current))
+                self._scrub_one(current)
+                current = current.__cause__ or current.__context__
         return error
-    error.args = tuple(scrub_known(a) if isinstance(a, str) else a for a in error.args)
-    for name in ("condition", "text", "other_host"):
-        value = getattr(error, name, None)
-        if isinstance(value, str):
-            setattr(error, name, scrub_known(value))
+
+    def _scrub_one(self, error: BaseException) -> None:
+        scrub = self.scrub
+        args = error.args
+        cleaned = tuple(scrub(a) if isinstance(a, str) else a for a in args)
+        if cleaned != args:
+            try:
+                error.args = cleaned
+            except (AttributeError, TypeError):  # pragma: no cover - exotic exception types
+                pass
+        attributes = getattr(error, "__dict__", None)
+        if attributes:
+            for name, value in list(attributes.items()):
+                if isinstance(value, str):
+                    masked = scrub(value)
+                    if masked != value:
+                        attributes[name] = masked
+                elif name == "__notes__" and isinstance(value, list):
+                    value[:] = [scrub(v) if isinstance(v, str) else v for v in value]
+
+
+# The redactors bound to the running thread (or task), innermost last.  A context variable
+# rather than a thread-local: every thread starts with it empty, and it holds a redactor only
+# while a ``with bound(...)`` block runs.
+_bound: "contextvars.ContextVar[Tuple[Redactor, ...]]" = contextvars.ContextVar("yaxmpp_redactors", default=())
+
+
+class bound:
+    """``with bound(redactor):`` -- log records made on this thread inside the block are
+    masked with ``redactor`` (and with those of enclosing blocks).  Nests; ``None`` binds
+    nothing."""
+
+    __slots__ = ("_redactor", "_token")
+
+    def __init__(self, redactor: Optional[Redactor]) -> None:
+        self._redactor = redactor
+        self._token: "Optional[contextvars.Token[Tuple[Redactor, ...]]]" = None
+
+    def __enter__(self) -> Optional[Redactor]:
+        redactor = self._redactor
+        if redactor is not None:
+            chain = _bound.get()
+            if redactor not in chain:
+                self._token = _bound.set(chain + (redactor,))
+        return redactor
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: "Optional[TracebackType]",
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _bound.reset(token)
+
+
+def current() -> Optional[Redactor]:
+    """The innermost redactor bound to this thread, if any."""
+    chain = _bound.get()
+    return chain[-1] if chain else None
+
+
+def _applicable(redactor: Optional[Redactor]) -> Tuple[Redactor, ...]:
+    chain = _bound.get()
+    if redactor is None or redactor in chain:
+        return chain
+    return chain + (redactor,)
+
+
+def scrub(text: str, redactor: Optional[Redactor] = None) -> str:
+    """``text`` masked with ``redactor`` and every redactor bound to this thread."""
+    for r in _applicable(redactor):
+        text = r.scrub(text)
+    return text
+
+
+def scrub_error(error: E, redactor: Optional[Redactor] = None) -> E:
+    """``error`` masked in place (see :meth:`Redactor.scrub_error`) with ``redactor`` and
+    every redactor bound to this thread; returns it."""
+    for r in _applicable(redactor):
+        r.scrub_error(error)
     return error
 
 
+_format_exception = logging.Formatter().formatException
+
+
 class LogRedactor(logging.Filter):
-    """A logging filter that masks registered secrets in every record it passes."""
+    """A logging filter that masks the secrets of the redactors that apply to a record: the
+    one named by its ``yaxmpp_redactor`` attribute and those bound to the thread that logs.
+
+    It masks the message, and renders the traceback (``exc_info``) itself: the masked text
+    goes to ``record.exc_text`` and ``exc_info`` is cleared, so that no handler renders the
+    original.  ``stack_info`` is masked too.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _known:
+        redactors = _applicable(record.__dict__.get(RECORD_ATTRIBUTE))
+        if not redactors:
+            return True
+
+        def clean(text: str) -> str:
+            for r in redactors:
+                text = r.scrub(text)
+            return text
+
+        try:
             message = record.getMessage()
-            cleaned = scrub_known(message)
+        except Exception:  # a broken format: never let logging print the raw arguments
+            message = "%s %% %s" % (record.msg, _safe_repr(record.args))
+            record.msg, record.args = clean(message), ()
+        else:
+            cleaned = clean(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, ()
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = _render(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = clean(record.stack_info)
         return True
+
+
+def _render(exc_info: Any) -> str:
+    try:
+        return _format_exception(exc_info)
+    except Exception:  # pragma: no cover - a traceback that cannot be rendered
+        return "".join(traceback.format_exception_only(exc_info[0], exc_info[1]))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return "<unprintable>"
+
+
+_filter = LogRedactor()
+
+
+def install(*names: str) -> None:
+    """Put the (one) :class:`LogRedactor` on the named loggers, once each."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, LogRedactor) for f in logger.filters):
+            logger.addFilter(_filter)

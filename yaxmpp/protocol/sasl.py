@@ -2,7 +2,8 @@
 
 A mechanism is any object with a ``name``, an ``initial_response()`` returning the raw bytes of
 the initial response (or ``None`` for none), a ``challenge(data)`` returning the raw response to
-a server challenge, and ``secrets()`` naming the strings that must never be logged.  The core
+a server challenge, optionally ``success(data)`` checking the data the server sends with its
+success, and ``secrets()`` naming the strings that must never be logged.  The core
 base64-encodes, sends and redacts; mechanisms never see a socket.
 """
 
@@ -11,9 +12,8 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from ..errors import AuthError
-import base64
 
-from .redact import MASK, Secret, register
+from .redact import MASK, Secret
 
 __all__ = ["Mechanism", "XYandexOAuth", "Plain", "XOAuth2", "MECHANISMS", "make_mechanism"]
 
@@ -29,6 +29,13 @@ class Mechanism:
     def challenge(self, data: bytes) -> bytes:
         """Answer a ``<challenge/>``; by default a challenge is a protocol failure."""
         raise AuthError("unexpected-challenge", "the %s mechanism takes no challenge" % self.name)
+
+    def success(self, data: bytes) -> None:
+        """Check the additional data of ``<success/>`` (``b""`` when there is none), e.g. a
+        SCRAM server signature, before the stream restarts.  Raise a yaxmpp error (such as
+        :class:`~yaxmpp.errors.AuthError`) to refuse it: the stream then ends with that
+        error; any other exception ends it with ``AuthError("mechanism-failure")``.  By
+        default nothing is checked."""
 
     def secrets(self) -> Iterable[str]:
         """Strings that must never reach a log line or a message."""
@@ -50,7 +57,6 @@ class XYandexOAuth(Mechanism):
         self._token = Secret(token)
         if not self._token.reveal() or "\0" in self._token.reveal():
             raise ValueError("token must be a non-empty string without NUL")
-        register(self._token.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
 
     def initial_response(self) -> bytes:
         return self.login.encode("utf-8") + b"\0" + self._token.reveal().encode("utf-8")
@@ -75,7 +81,6 @@ class Plain(Mechanism):
         self._password = Secret(password)
         if not self._password.reveal() or "\0" in self._password.reveal():
             raise ValueError("password must be a non-empty string without NUL")
-        register(self._password.reveal(), base64.b64encode(self.initial_response()).decode("ascii"))
 
     def initial_response(self) -> bytes:
         return ("%s\0%s\0%s" % (self.authzid, self.login, self._password.reveal())).encode("utf-8")

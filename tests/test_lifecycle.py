@@ -1,0 +1,378 @@
+"""The client's lifecycle (yaxmpp/session.py): states, redirects under the backoff policy,
+failures that reach every consumer, close() bounded by its own timeout, reconnect races."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from typing import List
+
+import pytest
+
+import yaxmpp
+from yaxmpp.connection import TRANSITIONS as CONN_TRANSITIONS
+from yaxmpp.connection import ConnState
+from yaxmpp.session import TRANSITIONS, Session, State
+
+from .conftest import LOGIN, TOKEN, library_threads
+from .scripted import ScriptedServer, read_until, server_tls_context, wait_for_eof
+
+STREAM_HEAD = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' id='1' from='ya.ru' version='1.0'>"
+)
+
+
+class Recording(random.Random):
+    """A 'random' source that always draws the longest wait and records every draw."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.draws: List[float] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.draws.append(b)
+        return b
+
+
+def redirect_after_tls(target: bytes):
+    """A server that does STARTTLS properly, then answers with see-other-host ``target``."""
+
+    def script(sock: socket.socket) -> None:
+        read_until(sock, b"xml:lang")
+        sock.sendall(STREAM_HEAD + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+        read_until(sock, b"<starttls")
+        sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        tls = server_tls_context().wrap_socket(sock, server_side=True)
+        read_until(tls, b"xml:lang")
+        tls.sendall(
+            STREAM_HEAD + b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>"
+            + target
+            + b"</see-other-host></stream:error></stream:stream>"
+        )
+        wait_for_eof(tls, 5)
+
+    return script
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+
+def test_every_state_has_its_transitions_listed_and_is_reachable():
+    assert set(TRANSITIONS) == set(State)
+    reachable = {State.IDLE}
+    frontier = [State.IDLE]
+    while frontier:
+        for nxt in TRANSITIONS[frontier.pop()]:
+            if nxt not in reachable:
+                reachable.add(nxt)
+                frontier.append(nxt)
+    assert reachable == set(State)
+    assert set(CONN_TRANSITIONS) == set(ConnState)
+    assert CONN_TRANSITIONS[ConnState.ENDED] == frozenset()
+
+
+def test_an_unlisted_transition_is_a_local_protocol_error(server, make_client):
+    client = make_client(server)
+    session: Session = client._session
+    with pytest.raises(yaxmpp.LocalProtocolError):
+        with session._cond:
+            session._set(State.CONNECTED)  # IDLE -> CONNECTED skips CONNECTING
+    assert client.state is State.IDLE
+
+
+def test_states_through_a_whole_life(server, make_client):
+    client = make_client(server)
+    assert client.state is State.IDLE
+    client.connect()
+    assert client.state is State.CONNECTED
+    client.close()
+    assert client.state is State.CLOSED
+    client.connect()  # a closed client connects anew (documented)
+    assert client.state is State.CONNECTED and client.connected
+    client.close()
+    assert client.wait(0) is True
+
+
+# -- redirects are attempts under the policy ---------------------------------------------------
+
+
+def test_a_server_that_redirects_to_itself_cannot_cause_a_storm(server):
+    """Every connection after the first session is answered with see-other-host pointing back
+    at the same server: each one must wait a backoff delay, and the attempts are counted."""
+    holder = {}
+
+    def script(sock: socket.socket) -> None:
+        if len(redirector.connections) == 1:  # the first one: a real session, through to the server
+            upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
+            pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
+            pump.start()
+            _pump(sock, upstream)
+            pump.join(5)
+        else:
+            redirect_after_tls(b"127.0.0.1:%d" % holder["port"])(sock)
+
+    rng = Recording()
+    with ScriptedServer(script) as redirector:
+        holder["port"] = redirector.port
+        client = yaxmpp.Client(
+            LOGIN,
+            TOKEN,
+            host="127.0.0.1",
+            port=redirector.port,
+            tls_port=None,
+            cafile=server.cafile,
+            timeout=5,
+            reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.05, max_attempts=6, rng=rng),
+        )
+        try:
+            client.connect()
+            server.wait_for_session().drop()
+            with pytest.raises(yaxmpp.StreamError) as info:
+                client.get_notification(timeout=20)
+            assert info.value.condition == "see-other-host"
+            # One backoff draw before every connection after the first session, none skipped.
+            assert len(redirector.connections) - 1 == len(rng.draws) == 6
+            assert all(d > 0 for d in rng.draws)
+        finally:
+            client.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_see_other_host_after_the_session_waits_its_backoff(make_server, make_client):
+    old, new = make_server(), make_server()
+    rng = Recording()
+    client = make_client(old, reconnect=yaxmpp.Reconnect(initial=0.05, maximum=0.05, rng=rng)).connect()
+    old.wait_for_session().send(
+        "<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>127.0.0.1:%d</see-other-host>"
+        "</stream:error></stream:stream>" % new.starttls_port
+    )
+    moved = new.wait_for_session(timeout=5)
+    assert moved.subscribed.wait(5)
+    assert rng.draws == [0.05]  # the redirect was an attempt under the policy
+    moved.push([{"type": "new", "key": "/disk/moved"}])
+    assert client.get_notification(timeout=5).changes[0].path == "/disk/moved"
+
+
+# -- failures reach every consumer -------------------------------------------------------------
+
+
+def test_iterator_raises_when_the_policy_gives_up_with_a_timeout(server):
+    """The reconnect attempts reach a server that accepts and never speaks: each one times
+    out, the policy gives up, and notifications() raises that Timeout (not a quiet end)."""
+
+    def script(sock: socket.socket) -> None:
+        if len(gateway.connections) == 1:
+            upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
+            pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
+            pump.start()
+            _pump(sock, upstream)
+            pump.join(5)
+        else:
+            wait_for_eof(sock, 10)
+
+    with ScriptedServer(script) as gateway:
+        client = yaxmpp.Client(
+            LOGIN,
+            TOKEN,
+            host="127.0.0.1",
+            port=gateway.port,
+            tls_port=None,
+            cafile=server.cafile,
+            timeout=0.5,
+            reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.01, max_attempts=2),
+        )
+        try:
+            client.connect()
+            server.wait_for_session().drop()
+            with pytest.raises(yaxmpp.Timeout):
+                for _ in client.notifications():
+                    pass
+            with pytest.raises(yaxmpp.Timeout):
+                client.wait(10)
+            assert client.state is State.FAILED
+        finally:
+            client.close()
+
+
+def test_a_crash_in_the_reader_thread_ends_the_client_with_a_typed_error(server, make_client, monkeypatch, caplog):
+    client = make_client(server, reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.01)).connect()
+    connection = client._session.connection
+
+    def broken(pushes):  # a bug in the driver, on the reader thread
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(connection, "_take_pushes", broken)
+    server.wait_for_session().push([{"type": "new", "key": "/disk/x"}])
+    with pytest.raises(yaxmpp.LocalProtocolError, match="internal error"):
+        for _ in client.notifications():
+            pass
+    with pytest.raises(yaxmpp.LocalProtocolError):
+        client.wait(5)
+    assert len(server.sessions) == 1  # a bug is not retried
+    assert "the reader thread failed" in caplog.text
+
+
+def test_a_crash_in_the_reconnect_loop_ends_the_client_with_a_typed_error(server, make_client, caplog):
+    class Broken(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            raise RuntimeError("broken rng")
+
+    done = threading.Event()
+    client = make_client(
+        server, reconnect=yaxmpp.Reconnect(rng=Broken()), on_disconnect=lambda error: done.set()
+    ).connect()
+    server.wait_for_session().drop()
+    with pytest.raises(yaxmpp.LocalProtocolError, match="reconnect loop failed"):
+        client.wait(10)
+    with pytest.raises(yaxmpp.LocalProtocolError):
+        client.get_notification(timeout=5)
+    assert done.wait(5)
+    assert "the reconnect loop failed" in caplog.text
+
+
+def test_a_crash_in_the_reconnect_loop_ends_the_pull_iterator_too(server, make_client):
+    class Broken(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            raise RuntimeError("broken rng")
+
+    client = make_client(server, reconnect=yaxmpp.Reconnect(rng=Broken())).connect()
+    server.wait_for_session().drop()
+    with pytest.raises(yaxmpp.LocalProtocolError):
+        for _ in client.notifications():
+            pass
+
+
+# -- close() -------------------------------------------------------------------------------------
+
+
+def test_close_is_bounded_by_close_timeout_not_the_connect_timeout(make_server, make_client):
+    server = make_server(answer_close=False)
+    client = make_client(server, timeout=30, close_timeout=0.5).connect()
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 0.5 + 1.5
+    assert server.wait_for_session().client_closed.is_set()
+
+
+def test_close_timeout_defaults_to_a_few_seconds():
+    client = yaxmpp.Client(LOGIN, TOKEN)
+    assert client.options.close_timeout == 5.0 and client.options.timeout == 30.0
+
+
+def test_close_is_idempotent_and_safe_from_many_threads(server, make_client):
+    client = make_client(server).connect()
+    threads = [threading.Thread(target=client.close) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert client.state is State.CLOSED
+    client.close()
+    assert library_threads() == []
+
+
+def test_close_before_connect_is_a_no_op_and_connect_still_works(server, make_client):
+    client = make_client(server)
+    client.close()
+    assert client.state is State.CLOSED
+    client.connect()
+    assert client.connected
+
+
+# -- misuse is a typed error -----------------------------------------------------------------------
+
+
+def test_notifications_with_a_callback_set_is_a_usage_error(server, make_client):
+    client = make_client(server, on_notification=lambda n: None)
+    with pytest.raises(yaxmpp.UsageError):
+        client.notifications()
+    with pytest.raises(yaxmpp.UsageError):
+        client.get_notification(timeout=0.1)
+
+
+def test_concurrent_connect_is_a_usage_error_and_the_first_one_wins(server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def slow(sock: socket.socket) -> None:  # holds the first connection until told to go on
+        arrived.set()
+        release.wait(10)
+        upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
+        pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
+        pump.start()
+        _pump(sock, upstream)
+        pump.join(5)
+
+    with ScriptedServer(slow) as gateway:
+        client = yaxmpp.Client(LOGIN, TOKEN, host="127.0.0.1", port=gateway.port, tls_port=None, cafile=server.cafile, timeout=10)
+        errors: List[BaseException] = []
+        first = threading.Thread(target=lambda: _catch(client.connect, errors))
+        first.start()
+        try:
+            assert arrived.wait(5) and client.state is State.CONNECTING
+            with pytest.raises(yaxmpp.UsageError, match="already running"):
+                client.connect()
+            release.set()
+            first.join(10)
+            assert errors == [] and client.connected
+        finally:
+            release.set()
+            client.close()
+
+
+def test_request_during_a_reconnect_is_a_connection_lost(server, make_client):
+    lost = threading.Event()
+    client = make_client(
+        server, reconnect=yaxmpp.Reconnect(initial=30, maximum=30, rng=Recording()), on_disconnect=lambda e: lost.set()
+    ).connect()
+    server.wait_for_session().drop()
+    assert lost.wait(5)
+    assert client.state is State.RECONNECTING
+    with pytest.raises(yaxmpp.ConnectionLost, match="reconnecting"):
+        client.request('<ping xmlns="urn:xmpp:ping"/>', timeout=1)
+    started = time.monotonic()
+    client.close()  # stops the 30 s backoff wait at once
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("name, value", [("timeout", 1e10), ("keepalive", 1e10), ("close_timeout", float("nan")), ("timeout", -1)])
+def test_absurd_timeouts_are_usage_errors_at_the_call(name, value):
+    with pytest.raises(yaxmpp.UsageError):
+        yaxmpp.Client(LOGIN, TOKEN, **{name: value})
+
+
+def test_absurd_timeouts_of_calls_are_usage_errors(server, make_client):
+    client = make_client(server).connect()
+    with pytest.raises(yaxmpp.UsageError):
+        client.request('<ping xmlns="urn:xmpp:ping"/>', timeout=1e10)
+    with pytest.raises(yaxmpp.UsageError):
+        client.get_notification(timeout=1e10)
+    with pytest.raises(yaxmpp.UsageError):
+        client.close(timeout=1e10)
+    assert client.connected
+
+
+def _catch(function, errors: List[BaseException]) -> None:
+    try:
+        function()
+    except BaseException as exc:  # noqa: BLE001 - collected for the test
+        errors.append(exc)
+
