@@ -398,3 +398,25 @@ def test_transport_waits_take_absurdly_long_timeouts_without_overflow(pair):
     transport.send(b"out", deadline=Deadline(1e10))
     transport.send(b"more")
     assert read_until(lambda: b.recv(100), b"outmore") == b"outmore"
+
+
+def test_keepalive_counts_only_completed_plaintext(make_server, make_client):
+    # A peer that stops answering but trickles bytes of a TLS record that never completes:
+    # the bytes must not pass for signs of life, so the keepalive ping still goes unanswered
+    # and the connection is declared dead in keepalive + keepalive_timeout, not never.
+    server = make_server()
+    client = make_client(server, keepalive=0.5, keepalive_timeout=0.5).connect()
+    session = server.wait_for_session()
+    session.mute()  # pings are not answered any more
+    halt = Halt()
+    raw = session.transport.sock
+    trickler = threading.Thread(target=trickle, args=(raw, RECORD, 0.1, halt), daemon=True)
+    started = time.monotonic()
+    trickler.start()
+    try:
+        with pytest.raises(yaxmpp.ConnectionLost, match="keepalive"):
+            client.get_notification(timeout=10)
+    finally:
+        halt.event.set()
+        trickler.join(5)
+    assert time.monotonic() - started < 0.5 + 0.5 + 1.5
