@@ -420,3 +420,49 @@ def test_keepalive_counts_only_completed_plaintext(make_server, make_client):
         halt.event.set()
         trickler.join(5)
     assert time.monotonic() - started < 0.5 + 0.5 + 1.5
+
+
+class EndlessFlood:
+    """Stands in for the socket of a peer so fast that data is always ready: every recv()
+    returns a chunk at once (empty zlib blocks), never EAGAIN."""
+
+    def __init__(self, real: socket.socket, chunk: bytes) -> None:
+        self.real = real
+        self.chunk = chunk
+        self.reads = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        return self.chunk
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def test_recv_deadline_holds_against_a_flood_that_inflates_to_nothing(pair):
+    # Bytes always ready, none of them ever producing data: the deadline must be checked on
+    # every read, not only before a wait.
+    a, b = pair
+    transport = Transport(a)
+    transport.start_compression(leftover=ZLIB_HEADER)
+    flood = EndlessFlood(a, EMPTY_SYNC_FLUSH * 1000)
+    transport.sock = flood  # type: ignore[assignment]
+    box: Dict[str, BaseException] = {}
+
+    def read() -> None:
+        try:
+            transport.recv(Deadline(0.3))
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+        finally:
+            flood.chunk = b""  # ends the loop if the deadline did not (end of file)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(0.3 + 1.5)
+    if reader.is_alive():
+        flood.chunk = b""
+        reader.join(5)
+        pytest.fail("recv(Deadline(0.3)) ignored its deadline while data kept coming")
+    assert isinstance(box.get("error"), socket.timeout)
+    assert flood.reads > 1

@@ -156,7 +156,12 @@ class Transport:
     # -- the socket ------------------------------------------------------------------------
 
     def _read_socket(self, deadline: Optional[Deadline]) -> bytes:
-        """One ``recv`` from the socket, waiting at most until ``deadline`` (None: no limit)."""
+        """One ``recv`` from the socket, waiting at most until ``deadline`` (None: no limit).
+
+        The deadline is checked before every read, also when data is ready: a peer fast
+        enough that the socket never runs dry must not hold a call past it either."""
+        if deadline is not None and deadline.expired:
+            raise socket.timeout("timed out")
         sock = self.sock
         try:  # data is often there already (a burst of pushes): then no poll is needed
             data = sock.recv(RECV_SIZE)
