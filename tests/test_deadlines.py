@@ -382,3 +382,87 @@ def test_good_cafile_still_gives_a_shared_verifying_context():
     context = create_default_context(CA_FILE)
     assert context is create_default_context(CA_FILE)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_transport_waits_take_absurdly_long_timeouts_without_overflow(pair):
+    # socket.settimeout(1e10) and thread waits of 1e10 s raise OverflowError; the transport
+    # waits in steps, so a far deadline (or a default) simply means "wait".
+    a, b = pair
+    transport = Transport(a)
+    transport.set_timeout(1e10)
+    transport.bound_sends(1e10)
+    threading.Timer(0.05, lambda: b.sendall(b"late")).start()
+    assert transport.recv() == b"late"
+    threading.Timer(0.05, lambda: b.sendall(b"later")).start()
+    assert transport.recv(Deadline(1e10)) == b"later"
+    transport.send(b"out", deadline=Deadline(1e10))
+    transport.send(b"more")
+    assert read_until(lambda: b.recv(100), b"outmore") == b"outmore"
+
+
+def test_keepalive_counts_only_completed_plaintext(make_server, make_client):
+    # A peer that stops answering but trickles bytes of a TLS record that never completes:
+    # the bytes must not pass for signs of life, so the keepalive ping still goes unanswered
+    # and the connection is declared dead in keepalive + keepalive_timeout, not never.
+    server = make_server()
+    client = make_client(server, keepalive=0.5, keepalive_timeout=0.5).connect()
+    session = server.wait_for_session()
+    session.mute()  # pings are not answered any more
+    halt = Halt()
+    raw = session.transport.sock
+    trickler = threading.Thread(target=trickle, args=(raw, RECORD, 0.1, halt), daemon=True)
+    started = time.monotonic()
+    trickler.start()
+    try:
+        with pytest.raises(yaxmpp.ConnectionLost, match="keepalive"):
+            client.get_notification(timeout=10)
+    finally:
+        halt.event.set()
+        trickler.join(5)
+    assert time.monotonic() - started < 0.5 + 0.5 + 1.5
+
+
+class EndlessFlood:
+    """Stands in for the socket of a peer so fast that data is always ready: every recv()
+    returns a chunk at once (empty zlib blocks), never EAGAIN."""
+
+    def __init__(self, real: socket.socket, chunk: bytes) -> None:
+        self.real = real
+        self.chunk = chunk
+        self.reads = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        return self.chunk
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def test_recv_deadline_holds_against_a_flood_that_inflates_to_nothing(pair):
+    # Bytes always ready, none of them ever producing data: the deadline must be checked on
+    # every read, not only before a wait.
+    a, b = pair
+    transport = Transport(a)
+    transport.start_compression(leftover=ZLIB_HEADER)
+    flood = EndlessFlood(a, EMPTY_SYNC_FLUSH * 1000)
+    transport.sock = flood  # type: ignore[assignment]
+    box: Dict[str, BaseException] = {}
+
+    def read() -> None:
+        try:
+            transport.recv(Deadline(0.3))
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+        finally:
+            flood.chunk = b""  # ends the loop if the deadline did not (end of file)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(0.3 + 1.5)
+    if reader.is_alive():
+        flood.chunk = b""
+        reader.join(5)
+        pytest.fail("recv(Deadline(0.3)) ignored its deadline while data kept coming")
+    assert isinstance(box.get("error"), socket.timeout)
+    assert flood.reads > 1

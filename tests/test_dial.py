@@ -384,3 +384,16 @@ def test_check_host_refuses_with_a_usage_error(value, words):
         check_host(value)
     assert words in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_cancel_wait_takes_an_absurdly_long_timeout():
+    cancel = Cancel()
+    threading.Timer(0.05, cancel.cancel).start()
+    assert cancel.wait(1e10) is True  # threading.Event().wait(1e10) would raise OverflowError
+
+
+def test_parse_host_port_keeps_its_older_contract():
+    assert dial_module.parse_host_port("xmpp.example:5223") == ("xmpp.example", 5223)
+    assert dial_module.parse_host_port("::1") == ("::1", None)  # a bare IPv6 address, whole
+    with pytest.raises(ValueError):
+        dial_module.parse_host_port("xmpp.example:0")

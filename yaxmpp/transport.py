@@ -17,6 +17,9 @@ Errors: deadlines surface as :class:`socket.timeout`, other socket failures as
 
 from __future__ import annotations
 
+import errno
+import math
+import select
 import socket
 import ssl
 import struct
@@ -49,6 +52,10 @@ class Transport:
         self._timeout: Optional[float] = None
         self._send_bound: Optional[float] = None
         sock.setblocking(False)
+        self._poller: "Optional[select.poll]" = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
         self._tls: Optional[ssl.SSLObject] = None
         self._incoming: Optional[ssl.MemoryBIO] = None
         self._outgoing: Optional[ssl.MemoryBIO] = None
@@ -149,13 +156,25 @@ class Transport:
     # -- the socket ------------------------------------------------------------------------
 
     def _read_socket(self, deadline: Optional[Deadline]) -> bytes:
-        """One ``recv`` from the socket, waiting at most until ``deadline`` (None: no limit)."""
+        """One ``recv`` from the socket, waiting at most until ``deadline`` (None: no limit).
+
+        The deadline is checked before every read, also when data is ready: a peer fast
+        enough that the socket never runs dry must not hold a call past it either."""
+        if deadline is not None and deadline.expired:
+            raise socket.timeout("timed out")
         sock = self.sock
+        try:  # data is often there already (a burst of pushes): then no poll is needed
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            self.bytes_received += len(data)
+            return data
         while True:
             timeout = None if deadline is None else deadline.remaining()
             if timeout is not None and timeout <= 0:
                 raise socket.timeout("timed out")
-            if not wait_socket(sock, False, timeout):
+            if not self._wait_readable(timeout):
                 continue  # the time is up (checked above), or a long wait is done in steps
             try:
                 data = sock.recv(RECV_SIZE)
@@ -164,8 +183,19 @@ class Transport:
             self.bytes_received += len(data)
             return data
 
-    def _write_socket(self, data: bytes, deadline: Optional[Deadline]) -> None:
-        """All of ``data`` into the socket by ``deadline`` (None: no limit)."""
+    def _wait_readable(self, timeout: Optional[float]) -> bool:
+        """Like :func:`~yaxmpp.cancel.wait_socket` for reading, with one poll object kept for
+        the reader (this is on every wait of the reader thread)."""
+        poller = self._poller
+        if poller is None:
+            return wait_socket(self.sock, False, timeout)
+        if self.sock.fileno() < 0:
+            raise OSError(errno.EBADF, "the socket is closed")  # poll() would ignore it and sleep
+        return bool(poller.poll(None if timeout is None else math.ceil(min(timeout, MAX_WAIT) * 1000)))
+
+    def _write_socket(self, data: bytes, deadline: Optional[Deadline], bound: Optional[float] = None) -> None:
+        """All of ``data`` into the socket by ``deadline``; without one, within ``bound``
+        seconds of the first wait (None: no limit)."""
         sock = self.sock
         view = memoryview(data)
         try:
@@ -178,6 +208,8 @@ class Transport:
                     self.bytes_sent += sent
                     view = view[sent:]
                     continue
+                if deadline is None and bound is not None:
+                    deadline = Deadline(bound)  # made only when a wait is needed: sends seldom wait
                 timeout = None if deadline is None else deadline.remaining()
                 if timeout is not None and timeout <= 0:
                     raise socket.timeout("timed out")
@@ -268,20 +300,21 @@ class Transport:
     def send(self, data: bytes, compress: bool = True, deadline: Optional[Deadline] = None) -> None:
         """Write all of ``data`` (compressed and encrypted when those are on), the whole call
         within ``deadline`` (default: the :meth:`bound_sends` bound, else the :meth:`set_timeout`
-        one, counted from now); :class:`socket.timeout` after it.  The deadline includes the
+        one, counted from the first wait, as most sends never wait); :class:`socket.timeout`
+        after it.  The deadline includes the
         wait for another thread's send.  ``compress=False`` skips compression (the stand-in
         server uses it to send hand-made zlib data)."""
         if not data:
             return
-        if deadline is None:
-            bound = self._send_bound if self._send_bound is not None else self._timeout
-            if bound is not None:
+        bound = self._send_bound if self._send_bound is not None else self._timeout
+        lock = self._send_lock
+        if not lock.acquire(False):  # another thread is sending: wait for it, within the bound
+            if deadline is None and bound is not None:
                 deadline = Deadline(bound)
-        if deadline is None:
-            self._send_lock.acquire()
-        else:
-            remaining = deadline.remaining()
-            if not self._send_lock.acquire(timeout=min(remaining, MAX_WAIT) if remaining else 0):
+            remaining = None if deadline is None else deadline.remaining()
+            if remaining is None:
+                lock.acquire()
+            elif not lock.acquire(timeout=min(remaining, MAX_WAIT) if remaining else 0):
                 raise socket.timeout("timed out waiting for another send")
         try:
             if compress and self._deflater is not None:
@@ -293,9 +326,9 @@ class Transport:
                     except ssl.SSLError as exc:
                         raise TLSError("TLS error: %s" % (exc.reason or exc)) from None
                     data = self._outgoing.read()  # type: ignore[union-attr]
-            self._write_socket(data, deadline)
+            self._write_socket(data, deadline, bound)
         finally:
-            self._send_lock.release()
+            lock.release()
 
     # -- ending ----------------------------------------------------------------------------
 
