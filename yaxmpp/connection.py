@@ -326,7 +326,7 @@ class Connection:
         elif isinstance(event, SessionStarted):
             log.info("session open as %s", event.jid)
         elif isinstance(event, RequestAnswered):
-            log.debug("answered the server's %s request (id %s)", event.kind, event.iq_id)
+            log.info("answered the server's %s request (id %s)", event.kind, event.iq_id)
 
     def abort(self) -> None:
         """Stop an :meth:`open` in progress from any thread: it raises ClientClosed promptly,
