@@ -592,3 +592,51 @@ def test_close_is_a_normal_stream_close(peer: Peer, connect: Callable[..., yaxmp
     with pytest.raises(yaxmpp.IqError) as info:
         other.request(PING, to=jid, timeout=5)
     assert info.value.condition in ("service-unavailable", "item-not-found", "recipient-unavailable")
+
+
+# -- who may answer ------------------------------------------------------------------------
+
+
+def test_an_answer_forged_by_another_account_is_not_taken(peer: Peer, connect: Callable[..., yaxmpp.Client]) -> None:
+    """Another account on the same server sends a result with our request's id (here it
+    learns the id by being the target's twin; a guesser would have to guess a random id):
+    the client waits for the real answer from the entity it asked."""
+    slixmpp = require_slixmpp()
+    from slixmpp.xmlstream.handler import Callback
+    from slixmpp.xmlstream.matcher import MatchXPath
+
+    client = connect(peer)
+    payload_ns = "urn:yaxmpp:test:hold"
+
+    async def scenario() -> Any:
+        loop = asyncio.get_running_loop()
+        target = await Slix(peer, OTHER, OTHER_PASSWORD).start()  # holds our request
+        forger = await Slix(peer, OTHER, OTHER_PASSWORD).start()  # another resource: the forger
+        held: "asyncio.Future[Any]" = loop.create_future()
+        target.xmpp.register_handler(
+            Callback("hold", MatchXPath("{jabber:client}iq/{%s}q" % payload_ns), lambda iq: loop.call_soon_threadsafe(held.set_result, iq))
+        )
+        try:
+            asked = loop.run_in_executor(
+                None, lambda: client.request('<q xmlns="%s"/>' % payload_ns, type="get", to=str(target.xmpp.boundjid), timeout=30)
+            )
+            iq = await asyncio.wait_for(held, 15)
+            forger.xmpp.send_raw(
+                "<iq type='result' id='%s' to='%s'><q xmlns='%s' forged='yes'/></iq>" % (iq["id"], client.jid, payload_ns)
+            )
+            # The forger's ping travels behind its forged answer: once our client answered it,
+            # it has seen (and ignored) the forgery.
+            await forger.xmpp.plugin["xep_0199"].ping(jid=client.jid, timeout=10)
+            assert not asked.done()
+            real = iq.reply()
+            real.append(slixmpp.xmlstream.ET.fromstring("<q xmlns='%s' real='yes'/>" % payload_ns))
+            real.send()
+            return str(target.xmpp.boundjid), await asyncio.wait_for(asked, 15)
+        finally:
+            await forger.stop()
+            await target.stop()
+
+    target_jid, answer = run(scenario())
+    assert answer.get("from") == target_jid
+    child = answer.find("{%s}q" % payload_ns)
+    assert child is not None and child.get("real") == "yes" and child.get("forged") is None
