@@ -12,6 +12,9 @@ import pytest
 import yaxmpp
 from yaxmpp.testing import FakeServer
 
+# Helper modules whose asserts should report like the tests' own.
+pytest.register_assert_rewrite("tests.core_harness")
+
 LOGIN = "test"
 #: Long enough to be scrubbed from logs (tokens shorter than 6 characters are not searched for).
 TOKEN = "0c4181a7c2cf4521964a72ff57a34a07"

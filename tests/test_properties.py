@@ -13,7 +13,7 @@ from yaxmpp import Error, LocalProtocolError, ProtocolError
 from yaxmpp.protocol.events import IqResponse, RequestAnswered, StreamClosed
 from yaxmpp.protocol.parser import STREAM_END, StreamHeader, StreamParser
 
-from .test_core import (
+from .core_harness import (
     BIND_RESULT,
     ESTABLISH_SCRIPT,
     FEATURES_AUTH,

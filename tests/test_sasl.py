@@ -93,7 +93,14 @@ def test_no_mechanism_sends_anything_before_tls(make_server, make_client):
     for name in ("PLAIN", "X-OAUTH2", "X-YANDEX-OAUTH"):
         with pytest.raises(yaxmpp.TLSError):
             make_client(server, mechanism=name, tls_port=None).connect()
+    assert len(server.sessions) == 3  # one refused connection per mechanism, each checked below
+    secrets = [LOGIN.encode(), TOKEN.encode()]
+    for payload in (b"%s\0%s" % (LOGIN.encode(), TOKEN.encode()), b"\0%s\0%s" % (LOGIN.encode(), TOKEN.encode())):
+        secrets.append(base64.b64encode(payload))
     for session in server.sessions:
-        session.wait_ended()
-        assert b"<auth" not in bytes(session.received) and TOKEN.encode() not in bytes(session.received)
-    assert LOGIN
+        assert session.wait_ended()
+        received = bytes(session.received)
+        assert received.startswith(b"<?xml")  # the client did speak: the checks below are not vacuous
+        assert b"<auth" not in received
+        for secret in secrets:
+            assert secret not in received, secret
