@@ -13,7 +13,6 @@ import pytest
 from yaxmpp import (
     AuthError,
     ConnectionLost,
-    Error,
     IqError,
     Limits,
     LocalProtocolError,
@@ -872,15 +871,37 @@ def test_hostile_bytes_end_in_stream_closed_never_in_an_exception(hostile):
         assert driver.feed(b"<iq/>") == []
 
 
-@pytest.mark.parametrize("stanza", OUT_OF_PLACE, ids=lambda data: repr(data[:24]))
-def test_out_of_place_stanzas_never_raise(stanza):
+#: For each OUT_OF_PLACE stanza, the stages where it ends the stream and with which error class
+#: (exactly that class); at every other stage it is handled or ignored and the stream goes on.
+OUT_OF_PLACE_CLOSES = [
+    {"auth": ProtocolError},
+    {"features": ProtocolError, "auth": ProtocolError},
+    {"features": ProtocolError},
+    {"features": ProtocolError, "auth": AuthError},
+    {"bind": ProtocolError},
+    {},
+    {"bind": IqError},
+    {"features": ProtocolError, "auth": ProtocolError},
+    {"features": ProtocolError, "auth": ProtocolError},
+    {"features": ProtocolError, "auth": AuthError},
+    {stage: StreamError for stage in ("features", "auth", "bind", "session", "established", "closing")},
+]
+assert len(OUT_OF_PLACE_CLOSES) == len(OUT_OF_PLACE)
+
+
+@pytest.mark.parametrize(
+    "stanza,closes", [pytest.param(s, c, id=repr(s[:24])) for s, c in zip(OUT_OF_PLACE, OUT_OF_PLACE_CLOSES)]
+)
+def test_out_of_place_stanzas_never_raise(stanza, closes):
     for stage, driver in stage_drivers():
         events = driver.feed(stanza)
         closed = [e for e in events if isinstance(e, StreamClosed)]
         assert driver.proto.closed == bool(closed), stage
-        if closed:
-            assert events[-1] is closed[0] and len(closed) == 1
-            assert isinstance(closed[0].error, Error) and not isinstance(closed[0].error, LocalProtocolError)
+        if stage in closes:
+            assert closed and events[-1] is closed[0] and len(closed) == 1, (stage, events)
+            assert type(closed[0].error) is closes[stage], (stage, closed[0].error)
+        else:
+            assert not closed, (stage, closed)
 
 
 @pytest.mark.parametrize(
@@ -915,7 +936,8 @@ def test_hostile_bytes_byte_by_byte_never_raise(hostile):
     for index in range(len(hostile)):
         driver.feed(hostile[index : index + 1])
     driver.feed(b"")
-    assert isinstance(closed_error(driver.events[-1:]), Error)
+    # Exactly one StreamClosed, the last event of the whole life, and for a hostile byte.
+    assert isinstance(closed_error(driver.events), ProtocolError)
 
 
 # -- the token stays out of logs ------------------------------------------------------------------------
