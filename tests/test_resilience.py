@@ -483,7 +483,7 @@ def test_close_from_many_threads_at_once(server, make_client):
         thread.join(10)
     assert not any(t.is_alive() for t in threads)
     assert library_threads() == []
-    assert server.wait_for_session().client_closed.is_set()
+    assert server.wait_for_session().client_closed.wait(5)
 
 
 def test_without_keepalive_the_reader_sleeps_until_data_comes(server, make_client):
