@@ -18,7 +18,7 @@ from yaxmpp.protocol.events import (
     StanzaReceived,
     StreamClosed,
 )
-from yaxmpp.protocol.sasl import XYandexOAuth
+from yaxmpp.protocol.sasl import Mechanism, XYandexOAuth
 
 LOGIN = "test"
 #: The seed's example token: its "test\00c4181a..." is login, NUL, then this token.
@@ -127,10 +127,11 @@ def predictable_ids(proto: ClientProtocol) -> None:
 
 
 class Driver:
-    """Plays the server against one ClientProtocol and collects what the client does."""
+    """Plays the server against one ClientProtocol and collects what the client does
+    (X-YANDEX-OAUTH for LOGIN and ``token`` unless another ``mechanism`` is given)."""
 
-    def __init__(self, tls: bool = False, token: str = TOKEN, **kwargs: Any) -> None:
-        self.proto = ClientProtocol(XYandexOAuth(LOGIN, token), tls=tls, **kwargs)
+    def __init__(self, tls: bool = False, token: str = TOKEN, mechanism: Optional[Mechanism] = None, **kwargs: Any) -> None:
+        self.proto = ClientProtocol(mechanism or XYandexOAuth(LOGIN, token), tls=tls, **kwargs)
         predictable_ids(self.proto)
         self.proto.initiate()
         self.wire = self.proto.data_to_send()  # everything the client ever sent
