@@ -385,6 +385,7 @@ def test_close_from_another_thread_stops_connect():
             client.connect()
         assert time.monotonic() - started < 10
         closer.join(5)
+        assert not closer.is_alive()
     assert library_threads() == []
 
 

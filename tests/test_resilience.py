@@ -458,6 +458,7 @@ def test_requests_from_many_threads_never_interleave(server, make_client):
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(t.is_alive() for t in threads)
     assert errors == []
     pings = [s for s in session.stanzas if s.find("{urn:xmpp:ping}ping") is not None]
     assert len(pings) == 800 and len({p.get("id") for p in pings}) == 800
