@@ -19,7 +19,7 @@ import yaxmpp
 from yaxmpp.protocol import ns
 from yaxmpp.testing import FakeServer
 
-from .conftest import LOGIN, TOKEN, closed_port, library_threads, wait_until
+from .conftest import LOGIN, TOKEN, closed_port, join_library_threads, library_threads
 from .scripted import ScriptedServer, read_until, server_tls_context, wait_for_eof
 
 PAYLOAD = base64.b64encode(("%s\0%s" % (LOGIN, TOKEN)).encode()).decode()
@@ -132,7 +132,7 @@ def test_context_manager_connects_and_closes(server):
         assert [t.name for t in library_threads()] == ["yaxmpp-reader-%d" % client._session.connection.number]
     assert not client.connected
     assert library_threads() == []
-    assert server.wait_for_session().client_closed.is_set()
+    assert server.wait_for_session().client_closed.wait(5)
 
 
 # -- how the server writes ------------------------------------------------------------------
@@ -325,7 +325,7 @@ def test_close_sends_stream_close_and_joins_the_reader(server, make_client):
     session = server.wait_for_session()
     assert library_threads()
     client.close()
-    assert session.client_closed.is_set()
+    assert session.client_closed.wait(5)
     assert bytes(session.received).endswith(b"</stream:stream>")
     assert library_threads() == []
     assert not client.connected
@@ -341,7 +341,7 @@ def test_close_is_bounded_when_the_server_never_answers(make_server, make_client
     elapsed = time.monotonic() - started
     assert elapsed < 4, elapsed  # the bound is the timeout plus a short join; nothing hangs
     assert library_threads() == []
-    assert server.wait_for_session().client_closed.is_set()
+    assert server.wait_for_session().client_closed.wait(5)
 
 
 def test_server_closes_first_and_the_client_answers_by_itself(server, make_client):
@@ -349,8 +349,10 @@ def test_server_closes_first_and_the_client_answers_by_itself(server, make_clien
     session = server.wait_for_session()
     session.close_stream()
     assert session.client_closed.wait(5), "the client did not answer with </stream:stream>"
-    assert wait_until(lambda: not library_threads())
+    with pytest.raises(yaxmpp.ConnectionLost):
+        client.wait(5)  # without a reconnect policy the server's close ends the client
     assert not client.connected
+    assert join_library_threads() == []  # its threads end by themselves, before close()
     started = time.monotonic()
     client.close()
     assert time.monotonic() - started < 1
@@ -359,7 +361,9 @@ def test_server_closes_first_and_the_client_answers_by_itself(server, make_clien
 def test_server_drops_the_connection(server, make_client):
     client = make_client(server).connect()
     server.wait_for_session().drop()
-    assert wait_until(lambda: not client.connected)
+    with pytest.raises(yaxmpp.ConnectionLost):
+        client.wait(5)
+    assert not client.connected
     client.close()
     assert library_threads() == []
 
@@ -368,18 +372,20 @@ def test_close_from_another_thread_stops_connect():
     accepted = threading.Event()
 
     def silent(sock: socket.socket) -> None:
+        read_until(sock, b'namespace">')  # the client's whole stream header: it now waits for ours
         accepted.set()
         wait_for_eof(sock)
 
     with ScriptedServer(silent) as scripted:
         client = yaxmpp.Client(LOGIN, TOKEN, host="127.0.0.1", port=scripted.port, tls_port=None, timeout=30)
-        closer = threading.Thread(target=lambda: (accepted.wait(5), time.sleep(0.05), client.close()))
+        closer = threading.Thread(target=lambda: (accepted.wait(5), client.close()))
         closer.start()
         started = time.monotonic()
         with pytest.raises(yaxmpp.ClientClosed):
             client.connect()
         assert time.monotonic() - started < 10
         closer.join(5)
+        assert not closer.is_alive()
     assert library_threads() == []
 
 

@@ -120,7 +120,7 @@ def test_compressed_session_on_the_starttls_path(server, make_client):
     assert sent.index(b"<starttls") < sent.index(b"<compress") < sent.index(b"<auth")
     assert b'<compress xmlns="http://jabber.org/protocol/compress"><method>zlib</method></compress>' in sent
     client.close()
-    assert session.client_closed.is_set()
+    assert session.client_closed.wait(5)
 
 
 def test_compressed_session_on_the_direct_tls_path(server, make_client):

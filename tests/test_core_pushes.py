@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from yaxmpp.protocol import IqResponse, PushesReceived, StanzaReceived, StreamClosed
 
-from .test_core import CLIENT_CLOSE, PING, SERVER_CLOSE, established
+from .core_harness import CLIENT_CLOSE, PING, SERVER_CLOSE, established
 
 
 def push(iq_id: str, sender: str = "ya.ru") -> bytes:

@@ -7,7 +7,7 @@ import random
 import socket
 import threading
 import time
-from typing import List
+from typing import List, Tuple, Type
 
 import pytest
 
@@ -15,7 +15,7 @@ import yaxmpp
 from yaxmpp.policy import Reconnect
 from yaxmpp.testing.server import CA_FILE
 
-from .conftest import LOGIN, TOKEN, library_threads, wait_until
+from .conftest import LOGIN, TOKEN, LogEvent, Recorder, library_threads
 from .proxy import CutProxy
 from .scripted import ScriptedServer, read_until, server_tls_context, wait_for_eof
 
@@ -23,10 +23,20 @@ FAST = dict(initial=0.02, maximum=0.1)
 
 
 class Longest(random.Random):
-    """A 'random' source whose full-jitter draw is always the longest wait."""
+    """A 'random' source whose full-jitter draw is always the longest wait; ``drawn`` is set
+    once the reconnect loop has chosen a delay (it waits that delay next)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drawn = threading.Event()
 
     def uniform(self, a: float, b: float) -> float:
+        self.drawn.set()
         return b
+
+
+def reconnect_threads() -> List[threading.Thread]:
+    return [t for t in library_threads() if t.name.startswith("yaxmpp-reconnect")]
 
 
 # -- the policy on its own --------------------------------------------------------------------
@@ -58,12 +68,12 @@ def test_policy_gives_up_on_auth_errors_and_after_max_attempts():
 
 
 def test_reconnects_resubscribes_and_notifications_carry_on(server, make_client):
-    events: List[object] = []
+    events = Recorder()
     client = make_client(
         server,
         reconnect=Reconnect(**FAST),
-        on_connect=lambda c: events.append("connect"),
-        on_disconnect=lambda error: events.append(error),
+        on_connect=lambda c: events("connect"),
+        on_disconnect=events,
     ).connect()
     first = server.wait_for_session()
     first.wait_reply(first.push([{"type": "new", "key": "/disk/before"}]))
@@ -74,12 +84,13 @@ def test_reconnects_resubscribes_and_notifications_carry_on(server, make_client)
     got = [n.changes[0].path for n in client.notifications(timeout=3)]
     assert got == ["/disk/before", "/disk/after"]
     assert client.connected
-    assert wait_until(lambda: len(events) == 3)
-    assert events[0] == "connect" and isinstance(events[1], yaxmpp.ConnectionLost) and events[2] == "connect"
+    assert events.wait_for(3)
+    calls = events.calls
+    assert len(calls) == 3 and calls[0] == "connect" and isinstance(calls[1], yaxmpp.ConnectionLost) and calls[2] == "connect"
     threads = sorted(t.name for t in library_threads())
     assert len(threads) == 3  # reader, reconnect loop, callbacks: none added per attempt
     client.close()
-    assert wait_until(lambda: len(events) == 4) and events[3] is None
+    assert events.wait_for(4) and len(events.calls) == 4 and events.calls[3] is None
 
 
 def test_auth_error_is_never_retried(server, make_client):
@@ -89,9 +100,14 @@ def test_auth_error_is_never_retried(server, make_client):
     with pytest.raises(yaxmpp.AuthError):
         for _ in client.notifications():
             pass
-    time.sleep(0.3)  # would be several attempts if it retried
+    # The client has ended (wait() raises what ended it) and its reconnect loop has returned:
+    # any retry would have had to come before this point.
+    with pytest.raises(yaxmpp.AuthError):
+        client.wait(5)
+    for thread in reconnect_threads():
+        thread.join(5)
+    assert reconnect_threads() == []
     assert len(server.sessions) == 2
-    assert wait_until(lambda: [t for t in library_threads() if "reconnect" in t.name] == [])
 
 
 def test_attempts_reset_only_after_a_stable_session(server, make_client):
@@ -124,10 +140,11 @@ def test_attempts_reset_only_after_a_stable_session(server, make_client):
 
 
 def test_close_during_a_backoff_wait_returns_at_once(server, make_client):
-    client = make_client(server, reconnect=Reconnect(initial=30, maximum=30, rng=Longest())).connect()
+    rng = Longest()
+    client = make_client(server, reconnect=Reconnect(initial=30, maximum=30, rng=rng)).connect()
     server.wait_for_session().drop()
-    assert wait_until(lambda: not client.connected)
-    time.sleep(0.1)  # the loop is now waiting its 30 s
+    assert rng.drawn.wait(5)  # the loop chose its 30 s delay and waits it now
+    assert client.state is yaxmpp.State.RECONNECTING
     started = time.monotonic()
     client.close(timeout=5)
     assert time.monotonic() - started < 3
@@ -140,7 +157,9 @@ def test_without_a_policy_nothing_reconnects(server, make_client):
     server.wait_for_session().drop()
     with pytest.raises(yaxmpp.ConnectionLost):
         client.get_notification(timeout=5)
-    time.sleep(0.2)
+    with pytest.raises(yaxmpp.ConnectionLost):
+        client.wait(5)  # the client ended with the loss, and no loop was ever started to retry
+    assert reconnect_threads() == []
     assert len(server.sessions) == 1
 
 
@@ -148,9 +167,13 @@ def test_without_a_policy_nothing_reconnects(server, make_client):
 
 
 def test_silence_makes_the_client_ping_the_server(server, make_client):
-    make_client(server, keepalive=0.2, keepalive_timeout=2).connect()
-    session = server.wait_for_session()
-    assert wait_until(lambda: any(s.find("{urn:xmpp:ping}ping") is not None for s in session.stanzas))
+    with LogEvent("yaxmpp.xml", lambda m: m.startswith("SEND <iq") and "urn:xmpp:ping" in m) as pinged:
+        make_client(server, keepalive=0.2, keepalive_timeout=2).connect()
+        session = server.wait_for_session()
+        assert pinged.wait(5)
+    # The client's ping is out; the answer to a ping the server sends now comes after it on
+    # the same stream, so once that answer is in, the server has recorded the client's ping.
+    session.wait_reply(session.ping())
     ping = [s for s in session.stanzas if s.find("{urn:xmpp:ping}ping") is not None][0]
     assert ping.get("type") == "get" and ping.get("to") == "ya.ru"
 
@@ -176,7 +199,8 @@ def test_any_received_byte_refreshes_liveness(server, make_client):
     session = server.wait_for_session()
     for _ in range(10):  # 1 s of steady traffic, each gap shorter than the keepalive
         session.send(" ")
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing the traffic (what the test is about), not waiting for a state
+    session.wait_reply(session.ping())  # a ping the client sent before its answer is recorded now
     assert not any(s.find("{urn:xmpp:ping}ping") is not None for s in session.stanzas)
     assert client.connected
 
@@ -185,8 +209,8 @@ def test_any_received_byte_refreshes_liveness(server, make_client):
 
 
 def test_stream_error_after_the_session_reaches_the_iterator_and_on_disconnect(server, make_client):
-    seen = []
-    client = make_client(server, on_disconnect=seen.append).connect()
+    seen = Recorder()
+    client = make_client(server, on_disconnect=seen).connect()
     server.wait_for_session().send(
         "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
         "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>maintenance</text></stream:error></stream:stream>"
@@ -194,7 +218,7 @@ def test_stream_error_after_the_session_reaches_the_iterator_and_on_disconnect(s
     with pytest.raises(yaxmpp.StreamError) as info:
         client.get_notification(timeout=5)
     assert (info.value.condition, info.value.text) == ("system-shutdown", "maintenance")
-    assert wait_until(lambda: len(seen) == 1) and isinstance(seen[0], yaxmpp.StreamError)
+    assert seen.wait_for(1) and len(seen.calls) == 1 and seen.calls[0] is info.value
     assert server.wait_for_session().client_closed.wait(5)
 
 
@@ -205,7 +229,11 @@ def test_fatal_stream_error_is_not_retried(server, make_client):
     )
     with pytest.raises(yaxmpp.StreamError, match="conflict"):
         client.get_notification(timeout=5)
-    time.sleep(0.2)
+    with pytest.raises(yaxmpp.StreamError, match="conflict"):
+        client.wait(5)  # the client has ended: its reconnect loop gave up
+    for thread in reconnect_threads():
+        thread.join(5)
+    assert reconnect_threads() == []
     assert len(server.sessions) == 1
 
 
@@ -300,6 +328,26 @@ def reference_chunks(server) -> List[int]:
         return chunks
 
 
+#: What the stand-in answers to <starttls/>: the last plaintext bytes of a session.
+PROCEED = b'<proceed xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>'
+
+
+def expected_cut_errors(chunks: List[int], cut: int) -> Tuple[Type[yaxmpp.Error], ...]:
+    """The error classes a cut of the server's bytes at ``cut`` may give during connect():
+    before TLS the stream just ends (ConnectionLost); inside the server's handshake flight,
+    the handshake fails (TLSError); after it, a cut between TLS records reads as the
+    connection's end (ConnectionLost) and one inside a record as a truncated TLS stream
+    (TLSError), and where the records fall depends on the reads."""
+    proceed = chunks.index(len(PROCEED))  # the plaintext ends with <proceed/>
+    plain_end = sum(chunks[: proceed + 1])
+    handshake_end = plain_end + chunks[proceed + 1]
+    if cut < plain_end:
+        return (yaxmpp.ConnectionLost,)
+    if cut < handshake_end:
+        return (yaxmpp.TLSError,)
+    return (yaxmpp.ConnectionLost, yaxmpp.TLSError)
+
+
 def test_cuts_at_every_step_give_typed_errors_or_a_clean_reconnect(server):
     chunks = reference_chunks(server)
     assert len(chunks) >= 8
@@ -312,6 +360,7 @@ def test_cuts_at_every_step_give_typed_errors_or_a_clean_reconnect(server):
         boundaries.append(total)  # right after a step
     outcomes = {"connect-error": 0, "reconnected": 0}
     for cut in boundaries:
+        first = len(server.sessions)  # the index of this cut's first session on the server
         with CutProxy(server.starttls_port, cut_down=cut) as proxy:
             client = yaxmpp.Client(
                 LOGIN,
@@ -326,7 +375,9 @@ def test_cuts_at_every_step_give_typed_errors_or_a_clean_reconnect(server):
             try:
                 try:
                     client.connect()
-                except yaxmpp.Error:
+                except yaxmpp.Error as exc:
+                    expected = expected_cut_errors(chunks, cut)
+                    assert type(exc) in expected, (cut, exc, expected)
                     outcomes["connect-error"] += 1
                     assert library_threads() == [], cut
                     continue
@@ -335,8 +386,9 @@ def test_cuts_at_every_step_give_typed_errors_or_a_clean_reconnect(server):
                 path = "/disk/cut-%d" % cut
                 for _ in range(2):
                     if proxy.cut_done.is_set():
-                        assert wait_until(lambda: proxy.connections >= 2, 10), cut
-                    session = server.sessions[-1]
+                        session = server.wait_for_session(index=first + 1, timeout=10)  # the reconnect
+                    else:
+                        session = server.sessions[first]
                     assert session.subscribed.wait(5), cut
                     session.push([{"type": "new", "key": path}])
                     if path in [n.changes[0].path for n in client.notifications(timeout=1)]:
@@ -359,19 +411,29 @@ def test_cut_after_the_session_without_policy_reaches_the_consumer(server):
         client.connect()
         session = server.sessions[-1]
         session.push([{"type": "new", "key": "/disk/cut"}])
-        with pytest.raises(yaxmpp.Error):
+        # An established connection whose bytes stop, even inside a TLS record, is lost.
+        with pytest.raises(yaxmpp.ConnectionLost):
             client.get_notification(timeout=5)
         client.close()
 
 
-@pytest.mark.parametrize("cut_up", [10, 200, 400, 700])
-def test_cuts_in_what_the_client_sends_give_typed_errors(server, cut_up):
+@pytest.mark.parametrize(
+    "cut_up,error",
+    [
+        (10, yaxmpp.ConnectionLost),  # inside the client's stream header: the server hangs up
+        (200, yaxmpp.ConnectionLost),
+        (400, yaxmpp.TLSError),  # inside the ClientHello: the handshake fails
+        (700, yaxmpp.TLSError),
+    ],
+)
+def test_cuts_in_what_the_client_sends_give_typed_errors(server, cut_up, error):
     with CutProxy(server.starttls_port, cut_up=cut_up) as proxy:
         client = yaxmpp.Client(
             LOGIN, TOKEN, host="127.0.0.1", port=proxy.port, tls_port=None, cafile=server.cafile, timeout=3
         )
-        with pytest.raises(yaxmpp.Error):
+        with pytest.raises(error) as info:
             client.connect()
+        assert type(info.value) is error
     assert library_threads() == []
 
 
@@ -396,6 +458,7 @@ def test_requests_from_many_threads_never_interleave(server, make_client):
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(t.is_alive() for t in threads)
     assert errors == []
     pings = [s for s in session.stanzas if s.find("{urn:xmpp:ping}ping") is not None]
     assert len(pings) == 800 and len({p.get("id") for p in pings}) == 800
@@ -421,7 +484,7 @@ def test_close_from_many_threads_at_once(server, make_client):
         thread.join(10)
     assert not any(t.is_alive() for t in threads)
     assert library_threads() == []
-    assert server.wait_for_session().client_closed.is_set()
+    assert server.wait_for_session().client_closed.wait(5)
 
 
 def test_without_keepalive_the_reader_sleeps_until_data_comes(server, make_client):

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import base64
-import re
 
 import pytest
 
 import yaxmpp
+from yaxmpp.protocol import SessionStarted
 from yaxmpp.protocol.sasl import make_mechanism
 
 from .conftest import LOGIN, TOKEN
+from .core_harness import (
+    BIND_RESULT,
+    CLIENT_BIND,
+    CLIENT_SESSION,
+    FEATURES_BIND,
+    SESSION_RESULT,
+    SUCCESS,
+    Driver,
+    server_header,
+)
 
 
 def test_builtin_payloads():
@@ -64,28 +74,23 @@ class Echo(yaxmpp.Mechanism):
 
 
 def test_a_user_made_mechanism_with_a_challenge():
-    from yaxmpp.protocol import ClientProtocol, SessionStarted
-
     mechanism = Echo()
-    core = ClientProtocol(mechanism, tls=True)
-    core.initiate()
-    header = (
-        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
+    driver = Driver(tls=True, mechanism=mechanism)
+    _, sent = driver.exchange(
+        server_header("1") + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        b"<mechanism>X-ECHO</mechanism></mechanisms></stream:features>"
     )
-    core.receive_data(header + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
-                      b"<mechanism>X-ECHO</mechanism></mechanisms></stream:features>")
-    sent = core.data_to_send()
-    assert b'mechanism="X-ECHO"/>' in sent  # no initial response
-    core.receive_data(b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</challenge>" % base64.b64encode(b"abc"))
+    assert sent.endswith(b'mechanism="X-ECHO"/>')  # no initial response
+    _, sent = driver.exchange(
+        b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</challenge>" % base64.b64encode(b"abc")
+    )
     assert mechanism.challenges == [b"abc"]
-    assert base64.b64encode(b"cba") in core.data_to_send()
-    core.receive_data(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>" + header + b"<stream:features/>")
-    bind_id = re.search(rb'id="([^"]+)"', core.data_to_send()).group(1)
-    core.receive_data(b"<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>u@d/r</jid>"
-                      b"</bind></iq>" % bind_id)
-    session_id = re.search(rb'id="([^"]+)"', core.data_to_send()).group(1)
-    events = core.receive_data(b"<iq type='result' id='%s'/>" % session_id)
-    assert isinstance(events[-1], SessionStarted)
+    assert base64.b64encode(b"cba") in sent
+    _, sent = driver.exchange(SUCCESS + server_header("2") + FEATURES_BIND)
+    assert sent.endswith(CLIENT_BIND)
+    events, sent = driver.exchange(BIND_RESULT + SESSION_RESULT)
+    assert sent == CLIENT_SESSION
+    assert isinstance(events[-1], SessionStarted) and driver.proto.established
 
 
 def test_no_mechanism_sends_anything_before_tls(make_server, make_client):
@@ -93,7 +98,14 @@ def test_no_mechanism_sends_anything_before_tls(make_server, make_client):
     for name in ("PLAIN", "X-OAUTH2", "X-YANDEX-OAUTH"):
         with pytest.raises(yaxmpp.TLSError):
             make_client(server, mechanism=name, tls_port=None).connect()
+    assert len(server.sessions) == 3  # one refused connection per mechanism, each checked below
+    secrets = [LOGIN.encode(), TOKEN.encode()]
+    for payload in (b"%s\0%s" % (LOGIN.encode(), TOKEN.encode()), b"\0%s\0%s" % (LOGIN.encode(), TOKEN.encode())):
+        secrets.append(base64.b64encode(payload))
     for session in server.sessions:
-        session.wait_ended()
-        assert b"<auth" not in bytes(session.received) and TOKEN.encode() not in bytes(session.received)
-    assert LOGIN
+        assert session.wait_ended()
+        received = bytes(session.received)
+        assert received.startswith(b"<?xml")  # the client did speak: the checks below are not vacuous
+        assert b"<auth" not in received
+        for secret in secrets:
+            assert secret not in received, secret
