@@ -7,15 +7,20 @@ in two stages:
    is complete, bytes go to an expat parser created and defused by :mod:`defusedxml`: a DTD,
    an entity declaration or an external reference is refused there.  The prolog is the only
    place XML allows those, and expat itself rejects a DTD once the root element has begun.
-2. **Stanzas, through ElementTree's C tree builder.**  The same bytes, header included, are
-   then fed to :class:`xml.etree.ElementTree.XMLPullParser`, which builds each stanza as an
-   :class:`~xml.etree.ElementTree.Element` in C: several times faster than Python callbacks.
+   XMPP streams are UTF-8 (RFC 6120, 11.6): a declaration of any other encoding, or a NUL
+   byte (UTF-16 or UTF-32 markup), is refused, so no codec is ever looked up by name.
+2. **Stanzas, through ElementTree's C tree builder.**  The same bytes, from the header's
+   ``<`` on, are then fed to :class:`xml.etree.ElementTree.XMLPullParser`, which builds each
+   stanza as an :class:`~xml.etree.ElementTree.Element` in C: several times faster than
+   Python callbacks.
 
 Around both, the limits a long-lived stream needs (:class:`~yaxmpp.Limits`): bytes per
-stanza, nesting depth, and bytes per tag.  Unfinished tags are held back here, not fed to
-expat, until their closing ``>`` arrives: expat would re-read an unfinished tag from its start
-at every feed (quadratic time for a tag trickled in small pieces), and a held tag longer than
-``max_tag_bytes`` is refused.  A stanza comes out the moment its last byte is fed.
+stanza, nesting depth, and bytes per tag.  Unfinished markup (a tag, comment, CDATA section
+or PI) is held back here, not fed to expat, until its end arrives: expat would re-read it from
+its start at every feed (quadratic time for markup trickled in small pieces), and held markup
+longer than ``max_tag_bytes`` is refused.  A stanza comes out the moment its last byte is fed.
+Whatever the input, :meth:`StreamParser.feed` raises nothing but :class:`~yaxmpp.Error`, and
+its messages quote no server text beyond whole element names.
 """
 
 from __future__ import annotations
@@ -299,6 +304,8 @@ def _check_declaration(version: Optional[str], encoding: Optional[str], standalo
 def _malformed(exc: BaseException) -> ProtocolError:
     """A ProtocolError for expat's or ElementTree's error, from its code and position only."""
     code = getattr(exc, "code", None)
+    line: object
+    column: object
     if isinstance(exc, ExpatError):
         line, column = exc.lineno, exc.offset
     else:
@@ -352,7 +359,7 @@ class StreamParser:
         header_parser.XmlDeclHandler = _check_declaration
         header_parser.ordered_attributes = False
         # Stage 2: the tree builder, made once the header is read.
-        self._pull: Optional[XMLPullParser] = None
+        self._pull: Optional[XMLPullParser[Element]] = None
         self._events: Optional[Deque[Any]] = None
         self._root: Optional[Element] = None
         self._last_out: Optional[Element] = None  # the last stanza taken out of the tree
@@ -499,7 +506,7 @@ class StreamParser:
         depth = self._depth
         began = self._began
         max_depth = self._max_depth
-        complete = []  # stanzas finished in this slice
+        complete: List[Item] = []  # stanzas finished in this slice
         add = complete.append
         for kind, elem in events:  # eight events per Disk push: kept lean
             if kind == "start":
@@ -540,7 +547,7 @@ class StreamParser:
                 raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
 
     @staticmethod
-    def _read_public(pull: XMLPullParser) -> "tuple[list, Optional[BaseException]]":
+    def _read_public(pull: XMLPullParser[Element]) -> "tuple[List[Any], Optional[BaseException]]":
         events = []
         try:
             for event in pull.read_events():
