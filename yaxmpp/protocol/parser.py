@@ -147,7 +147,7 @@ class _TagGuard:
         self.held = bytearray()  # the unfinished markup, from its "<"
         self.state = _TEXT
         self.quote: Optional[int] = None  # inside a quoted attribute value (tags only)
-        self.resume = 0  # where in held the search goes on
+        self.resume = 0  # where in held a terminator may start (comments, CDATA, PIs)
         self.limit = limit
         self.work = 0  # bytes searched or copied while markup was held (for the tests)
 
@@ -215,7 +215,7 @@ class _TagGuard:
 
     def _hold(self, data: bytes, lt: int, state: int, resume: int) -> bytes:
         """Hold ``data[lt:]`` as unfinished markup of kind ``state``; return what precedes."""
-        held = self.held = bytearray(memoryview(data)[lt:])
+        held = self.held = bytearray(data[lt:])
         self.state = state
         self.resume = resume - lt
         self.work += len(held)
@@ -224,39 +224,44 @@ class _TagGuard:
         return data[:lt]
 
     def _continue(self, data: bytes) -> "Optional[tuple[bytes, bytes]]":
-        """Add ``data`` to the held markup: None while it is unfinished, else the completed
-        markup and the bytes after it."""
+        """Go on with the held markup through ``data``: None while it is unfinished, else the
+        completed markup and the bytes of ``data`` after it.  ``data`` is searched where it
+        lies; of the held bytes only the few a terminator may straddle are looked at again."""
         held = self.held
-        held += data
         state = self.state
-        resume = self.resume
-        if state == _OPEN:
-            state, resume = _kind(held, 0)
-            if state == _OPEN:
-                return None  # at most eight bytes
-            self.state = state
-        self.work += len(data) + len(held) - resume
+        self.work += len(data)
+        if state == _OPEN:  # at most eight bytes: read them again with what follows
+            self.state = _TEXT
+            self.held = bytearray()
+            return b"", bytes(held) + data
         if state >= _COMMENT:
             closer = _TERMINATOR[state]
-            found = held.find(closer, resume)
-            if found < 0:
-                self.resume = max(resume, len(held) - len(closer) + 1)
-                if len(held) > self.limit:
-                    raise self._too_long()
-                return None
-            end = found + len(closer)
+            size = len(closer)
+            start = self.resume  # the last size - 1 bytes held (or the body's start)
+            found = (held[start:] + data[: size - 1]).find(closer)
+            if found >= 0:
+                end = found + size - (len(held) - start)
+            else:
+                found = data.find(closer)
+                if found < 0:
+                    held += data
+                    self.resume = max(start, len(held) - size + 1)
+                    if len(held) > self.limit:
+                        raise self._too_long()
+                    return None
+                end = found + size
         else:
-            end = self._tag_end(held, resume, state == _TAG)
+            end = self._tag_end(data, 0, state == _TAG)
             if end < 0:
-                self.resume = len(held)
+                held += data
                 if len(held) > self.limit:
                     raise self._too_long()
                 return None
-        self.work += len(held)
         self.state = _TEXT
         self.held = bytearray()
-        with memoryview(held) as view:
-            return view[:end].tobytes(), view[end:].tobytes()
+        held += data[:end]
+        self.work += len(held)
+        return bytes(held), data[end:]
 
     def _tag_end(self, data: Union[bytes, bytearray], pos: int, in_tag: bool = True) -> int:
         """Follow a tag (or declaration) through ``data`` from ``pos``, inside :attr:`quote`
