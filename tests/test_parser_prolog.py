@@ -95,10 +95,17 @@ def test_connect_raises_protocol_error_on_a_bad_encoding(caplog, encoding, at):
     assert encoding not in str(exc)
 
 
-def test_encoded_in_utf16_is_refused():
-    for data in (STREAM.decode().encode("utf-16"), STREAM.decode().encode("utf-16-be"), declared("UTF-16").decode().encode("utf-16")):
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+@pytest.mark.parametrize("prolog", [STREAM, declared("UTF-16"), declared("UTF-8")], ids=["bare", "utf-16", "utf-8"])
+def test_a_stream_in_utf16_or_utf32_is_refused(codec, prolog):
+    """Expat detects UTF-16 by its bytes whatever it is told: the NULs give it away first."""
+    data = prolog.decode().encode(codec)
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        parser = StreamParser()
         with pytest.raises(ProtocolError):
-            StreamParser().feed(data)
+            for piece in pieces:
+                parser.feed(piece)
+        assert parser.items == []
 
 
 # -- nothing but yaxmpp errors, for any prolog -------------------------------------------------
