@@ -321,7 +321,7 @@ def _malformed(exc: BaseException) -> ProtocolError:
         what = None
     message = "malformed XML from server: %s" % (what or "not well-formed")
     if isinstance(line, int) and isinstance(column, int):
-        message += " (line %d, column %d)" % (line, column)
+        message += ": line %d, column %d" % (line, column)
     return ProtocolError(message)
 
 
