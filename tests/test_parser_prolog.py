@@ -212,3 +212,36 @@ def test_malformed_xml_messages_carry_no_server_text(data):
         parser.feed(data)
     assert str(info.value).startswith("malformed XML from server")
     assert no_part_of(SECRET, str(info.value))
+
+
+# -- declarations ------------------------------------------------------------------------------
+
+BIG_DTD = b'<!DOCTYPE stream:stream [<!ENTITY a "' + b"A" * 50000 + b'">]>' + STREAM + b"<x>&a;</x>"
+
+
+@pytest.mark.parametrize("cut", [3, 9, 20, 30, 1000, 30000, 50030, 50040])
+def test_a_long_dtd_cut_anywhere_is_forbidden_not_too_long(cut):
+    """Whatever the reads, a DTD is refused as such, as soon as its "<!D" is in (it used to be
+    held as a long tag and refused as too long, or as a '<' inside a tag, by where it was cut)."""
+    parser = StreamParser()
+    with pytest.raises(ProtocolError, match="forbidden") as info:
+        parser.feed(b"<?xml version='1.0'?>" + BIG_DTD[:cut])
+        parser.feed(BIG_DTD[cut:])
+    assert "longer than" not in str(info.value)
+    assert parser.items == []
+
+
+def test_a_dtd_trickled_fails_at_its_first_bytes():
+    parser = StreamParser()
+    parser.feed(b"<?xml version='1.0'?>")
+    with pytest.raises(ProtocolError, match="forbidden"):
+        for start in range(0, len(BIG_DTD), 16):
+            parser.feed(BIG_DTD[start : start + 16])
+    assert start == 0
+
+
+def test_a_declaration_inside_the_stream_is_refused_after_the_stanzas_before_it():
+    parser = started()
+    with pytest.raises(ProtocolError):
+        parser.feed(b"<iq id='a'/><!DOCTYPE x><iq id='b'/>")
+    assert [item.get("id") for item in parser.items] == ["a"]

@@ -87,17 +87,15 @@ class _NoTarget:
 _TEXT = 0  # between markup: nothing held
 _OPEN = 1  # a "<" whose kind the bytes so far do not tell ("<", "<!", "<![CDA"...)
 _TAG = 2  # a start or end tag: quotes are followed, "<" outside them is an error
-_DECL = 3  # "<!" other than a comment or CDATA (a DOCTYPE in the prolog): up to ">"
+_DECL = 3  # "<!" other than a comment or CDATA (a DOCTYPE...): refused, never held
 _COMMENT = 4  # "<!--" ... "-->"
 _CDATA = 5  # "<![CDATA[" ... "]]>"
 _PI = 6  # "<?" ... "?>"
 
 _TERMINATOR = {_COMMENT: b"-->", _CDATA: b"]]>", _PI: b"?>"}
 _IN_TAG = re.compile(rb"[<>\"']")
-_IN_DECL = re.compile(rb"[>\"']")
-# The end of an attribute value, or a "<" (never in one); in a declaration, only the end.
-_TAG_QUOTED = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
-_DECL_QUOTED = {39: re.compile(rb"'"), 34: re.compile(rb'"')}
+# The end of an attribute value, or a "<" (never in one).
+_IN_VALUE = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
 _MARKUP = re.compile(rb"<[!?]")  # starts a comment, CDATA section, PI or declaration
 _COMMENT_OPENER = b"<!--"
 _CDATA_OPENER = b"<![CDATA["
@@ -134,7 +132,7 @@ class _TagGuard:
     terminator such as ``]]>`` may straddle): the cost stays linear in the markup's size.
 
     The lexical state survives between feeds: text, tag (with the quote it is inside),
-    comment, CDATA section, PI, or declaration.  A ``<`` inside a comment, CDATA section or PI
+    comment, CDATA section or PI.  A declaration (``<!DOCTYPE``...) is refused at once.  A ``<`` inside a comment, CDATA section or PI
     is their content; only in text does it start markup.  A push holds no ``<!`` or ``<?``,
     so when nothing is held and neither occurs, the last ``<`` starts the last tag (a ``<``
     cannot appear in an attribute value) and only that tag is looked at.
@@ -168,8 +166,8 @@ class _TagGuard:
         return head + self._hold_tag(data, 0, lt)
 
     def _scan_text(self, data: bytes, pos: int) -> bytes:
-        """From text at ``pos``: skip each comment, CDATA section, PI and declaration whole
-        (tags and text between them are left to expat), holding the first unfinished one."""
+        """From text at ``pos``: skip each comment, CDATA section and PI whole (tags and text
+        between them are left to expat), holding the first unfinished one."""
         search = _MARKUP.search
         while True:
             match = search(data, pos)
@@ -181,18 +179,17 @@ class _TagGuard:
                 return self._broken(data, previous)
             kind, body = _kind(data, lt)
             if kind == _DECL:
-                end = self._tag_end(data, body, False)
-                if end < 0:
-                    return self._hold(data, lt, _DECL, len(data))
-            elif kind == _OPEN:
+                # A DTD is refused in the prolog (see StreamParser), and any other "<!"
+                # declaration is malformed: say so now rather than hold a long one.
+                self.error = ProtocolError("forbidden XML from server: a DTD or other <!...> declaration")
+                return data[:lt]
+            if kind == _OPEN:
                 return self._hold(data, lt, _OPEN, lt)
-            else:
-                closer = _TERMINATOR[kind]
-                found = data.find(closer, body)
-                if found < 0:
-                    return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
-                end = found + len(closer)
-            pos = end
+            closer = _TERMINATOR[kind]
+            found = data.find(closer, body)
+            if found < 0:
+                return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
+            pos = found + len(closer)
         lt = data.rfind(b"<", pos)
         if lt < 0 or self._tag_end(data, lt + 1) >= 0:
             return data
@@ -251,7 +248,7 @@ class _TagGuard:
                     return None
                 end = found + size
         else:
-            end = self._tag_end(data, 0, state == _TAG)
+            end = self._tag_end(data, 0)
             if end < 0:
                 held += data
                 if len(held) > self.limit:
@@ -263,15 +260,15 @@ class _TagGuard:
         self.work += len(held)
         return bytes(held), data[end:]
 
-    def _tag_end(self, data: Union[bytes, bytearray], pos: int, in_tag: bool = True) -> int:
-        """Follow a tag (or declaration) through ``data`` from ``pos``, inside :attr:`quote`
-        if set: the index just past its ``>``, or -1 (with :attr:`quote` kept for later)."""
+    def _tag_end(self, data: bytes, pos: int) -> int:
+        """Follow a tag through ``data`` from ``pos``, inside :attr:`quote` if set: the index
+        just past its ``>``, or -1 (with :attr:`quote` kept for later)."""
         quote = self.quote
-        special, quoted = (_IN_TAG, _TAG_QUOTED) if in_tag else (_IN_DECL, _DECL_QUOTED)
+        special = _IN_TAG
         length = len(data)
         while pos < length:
             if quote is not None:
-                match = quoted[quote].search(data, pos)
+                match = _IN_VALUE[quote].search(data, pos)
                 if match is None:
                     break
                 pos = match.start()
