@@ -95,10 +95,17 @@ def test_connect_raises_protocol_error_on_a_bad_encoding(caplog, encoding, at):
     assert encoding not in str(exc)
 
 
-def test_encoded_in_utf16_is_refused():
-    for data in (STREAM.decode().encode("utf-16"), STREAM.decode().encode("utf-16-be"), declared("UTF-16").decode().encode("utf-16")):
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+@pytest.mark.parametrize("prolog", [STREAM, declared("UTF-16"), declared("UTF-8")], ids=["bare", "utf-16", "utf-8"])
+def test_a_stream_in_utf16_or_utf32_is_refused(codec, prolog):
+    """Expat detects UTF-16 by its bytes whatever it is told: the NULs give it away first."""
+    data = prolog.decode().encode(codec)
+    for pieces in ([data], [data[i : i + 1] for i in range(len(data))]):
+        parser = StreamParser()
         with pytest.raises(ProtocolError):
-            StreamParser().feed(data)
+            for piece in pieces:
+                parser.feed(piece)
+        assert parser.items == []
 
 
 # -- nothing but yaxmpp errors, for any prolog -------------------------------------------------
@@ -205,3 +212,36 @@ def test_malformed_xml_messages_carry_no_server_text(data):
         parser.feed(data)
     assert str(info.value).startswith("malformed XML from server")
     assert no_part_of(SECRET, str(info.value))
+
+
+# -- declarations ------------------------------------------------------------------------------
+
+BIG_DTD = b'<!DOCTYPE stream:stream [<!ENTITY a "' + b"A" * 50000 + b'">]>' + STREAM + b"<x>&a;</x>"
+
+
+@pytest.mark.parametrize("cut", [3, 9, 20, 30, 1000, 30000, 50030, 50040])
+def test_a_long_dtd_cut_anywhere_is_forbidden_not_too_long(cut):
+    """Whatever the reads, a DTD is refused as such, as soon as its "<!D" is in (it used to be
+    held as a long tag and refused as too long, or as a '<' inside a tag, by where it was cut)."""
+    parser = StreamParser()
+    with pytest.raises(ProtocolError, match="forbidden") as info:
+        parser.feed(b"<?xml version='1.0'?>" + BIG_DTD[:cut])
+        parser.feed(BIG_DTD[cut:])
+    assert "longer than" not in str(info.value)
+    assert parser.items == []
+
+
+def test_a_dtd_trickled_fails_at_its_first_bytes():
+    parser = StreamParser()
+    parser.feed(b"<?xml version='1.0'?>")
+    with pytest.raises(ProtocolError, match="forbidden"):
+        for start in range(0, len(BIG_DTD), 16):
+            parser.feed(BIG_DTD[start : start + 16])
+    assert start == 0
+
+
+def test_a_declaration_inside_the_stream_is_refused_after_the_stanzas_before_it():
+    parser = started()
+    with pytest.raises(ProtocolError):
+        parser.feed(b"<iq id='a'/><!DOCTYPE x><iq id='b'/>")
+    assert [item.get("id") for item in parser.items] == ["a"]

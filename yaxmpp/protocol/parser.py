@@ -7,15 +7,20 @@ in two stages:
    is complete, bytes go to an expat parser created and defused by :mod:`defusedxml`: a DTD,
    an entity declaration or an external reference is refused there.  The prolog is the only
    place XML allows those, and expat itself rejects a DTD once the root element has begun.
-2. **Stanzas, through ElementTree's C tree builder.**  The same bytes, header included, are
-   then fed to :class:`xml.etree.ElementTree.XMLPullParser`, which builds each stanza as an
-   :class:`~xml.etree.ElementTree.Element` in C: several times faster than Python callbacks.
+   XMPP streams are UTF-8 (RFC 6120, 11.6): a declaration of any other encoding, or a NUL
+   byte (UTF-16 or UTF-32 markup), is refused, so no codec is ever looked up by name.
+2. **Stanzas, through ElementTree's C tree builder.**  The same bytes, from the header's
+   ``<`` on, are then fed to :class:`xml.etree.ElementTree.XMLPullParser`, which builds each
+   stanza as an :class:`~xml.etree.ElementTree.Element` in C: several times faster than
+   Python callbacks.
 
 Around both, the limits a long-lived stream needs (:class:`~yaxmpp.Limits`): bytes per
-stanza, nesting depth, and bytes per tag.  Unfinished tags are held back here, not fed to
-expat, until their closing ``>`` arrives: expat would re-read an unfinished tag from its start
-at every feed (quadratic time for a tag trickled in small pieces), and a held tag longer than
-``max_tag_bytes`` is refused.  A stanza comes out the moment its last byte is fed.
+stanza, nesting depth, and bytes per tag.  Unfinished markup (a tag, comment, CDATA section
+or PI) is held back here, not fed to expat, until its end arrives: expat would re-read it from
+its start at every feed (quadratic time for markup trickled in small pieces), and held markup
+longer than ``max_tag_bytes`` is refused.  A stanza comes out the moment its last byte is fed.
+Whatever the input, :meth:`StreamParser.feed` raises nothing but :class:`~yaxmpp.Error`, and
+its messages quote no server text beyond whole element names.
 """
 
 from __future__ import annotations
@@ -82,17 +87,15 @@ class _NoTarget:
 _TEXT = 0  # between markup: nothing held
 _OPEN = 1  # a "<" whose kind the bytes so far do not tell ("<", "<!", "<![CDA"...)
 _TAG = 2  # a start or end tag: quotes are followed, "<" outside them is an error
-_DECL = 3  # "<!" other than a comment or CDATA (a DOCTYPE in the prolog): up to ">"
+_DECL = 3  # "<!" other than a comment or CDATA (a DOCTYPE...): refused, never held
 _COMMENT = 4  # "<!--" ... "-->"
 _CDATA = 5  # "<![CDATA[" ... "]]>"
 _PI = 6  # "<?" ... "?>"
 
 _TERMINATOR = {_COMMENT: b"-->", _CDATA: b"]]>", _PI: b"?>"}
 _IN_TAG = re.compile(rb"[<>\"']")
-_IN_DECL = re.compile(rb"[>\"']")
-# The end of an attribute value, or a "<" (never in one); in a declaration, only the end.
-_TAG_QUOTED = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
-_DECL_QUOTED = {39: re.compile(rb"'"), 34: re.compile(rb'"')}
+# The end of an attribute value, or a "<" (never in one).
+_IN_VALUE = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
 _MARKUP = re.compile(rb"<[!?]")  # starts a comment, CDATA section, PI or declaration
 _COMMENT_OPENER = b"<!--"
 _CDATA_OPENER = b"<![CDATA["
@@ -129,7 +132,7 @@ class _TagGuard:
     terminator such as ``]]>`` may straddle): the cost stays linear in the markup's size.
 
     The lexical state survives between feeds: text, tag (with the quote it is inside),
-    comment, CDATA section, PI, or declaration.  A ``<`` inside a comment, CDATA section or PI
+    comment, CDATA section or PI.  A declaration (``<!DOCTYPE``...) is refused at once.  A ``<`` inside a comment, CDATA section or PI
     is their content; only in text does it start markup.  A push holds no ``<!`` or ``<?``,
     so when nothing is held and neither occurs, the last ``<`` starts the last tag (a ``<``
     cannot appear in an attribute value) and only that tag is looked at.
@@ -142,7 +145,7 @@ class _TagGuard:
         self.held = bytearray()  # the unfinished markup, from its "<"
         self.state = _TEXT
         self.quote: Optional[int] = None  # inside a quoted attribute value (tags only)
-        self.resume = 0  # where in held the search goes on
+        self.resume = 0  # where in held a terminator may start (comments, CDATA, PIs)
         self.limit = limit
         self.work = 0  # bytes searched or copied while markup was held (for the tests)
 
@@ -163,8 +166,8 @@ class _TagGuard:
         return head + self._hold_tag(data, 0, lt)
 
     def _scan_text(self, data: bytes, pos: int) -> bytes:
-        """From text at ``pos``: skip each comment, CDATA section, PI and declaration whole
-        (tags and text between them are left to expat), holding the first unfinished one."""
+        """From text at ``pos``: skip each comment, CDATA section and PI whole (tags and text
+        between them are left to expat), holding the first unfinished one."""
         search = _MARKUP.search
         while True:
             match = search(data, pos)
@@ -176,18 +179,17 @@ class _TagGuard:
                 return self._broken(data, previous)
             kind, body = _kind(data, lt)
             if kind == _DECL:
-                end = self._tag_end(data, body, False)
-                if end < 0:
-                    return self._hold(data, lt, _DECL, len(data))
-            elif kind == _OPEN:
+                # A DTD is refused in the prolog (see StreamParser), and any other "<!"
+                # declaration is malformed: say so now rather than hold a long one.
+                self.error = ProtocolError("forbidden XML from server: a DTD or other <!...> declaration")
+                return data[:lt]
+            if kind == _OPEN:
                 return self._hold(data, lt, _OPEN, lt)
-            else:
-                closer = _TERMINATOR[kind]
-                found = data.find(closer, body)
-                if found < 0:
-                    return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
-                end = found + len(closer)
-            pos = end
+            closer = _TERMINATOR[kind]
+            found = data.find(closer, body)
+            if found < 0:
+                return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
+            pos = found + len(closer)
         lt = data.rfind(b"<", pos)
         if lt < 0 or self._tag_end(data, lt + 1) >= 0:
             return data
@@ -210,7 +212,7 @@ class _TagGuard:
 
     def _hold(self, data: bytes, lt: int, state: int, resume: int) -> bytes:
         """Hold ``data[lt:]`` as unfinished markup of kind ``state``; return what precedes."""
-        held = self.held = bytearray(memoryview(data)[lt:])
+        held = self.held = bytearray(data[lt:])
         self.state = state
         self.resume = resume - lt
         self.work += len(held)
@@ -219,49 +221,54 @@ class _TagGuard:
         return data[:lt]
 
     def _continue(self, data: bytes) -> "Optional[tuple[bytes, bytes]]":
-        """Add ``data`` to the held markup: None while it is unfinished, else the completed
-        markup and the bytes after it."""
+        """Go on with the held markup through ``data``: None while it is unfinished, else the
+        completed markup and the bytes of ``data`` after it.  ``data`` is searched where it
+        lies; of the held bytes only the few a terminator may straddle are looked at again."""
         held = self.held
-        held += data
         state = self.state
-        resume = self.resume
-        if state == _OPEN:
-            state, resume = _kind(held, 0)
-            if state == _OPEN:
-                return None  # at most eight bytes
-            self.state = state
-        self.work += len(data) + len(held) - resume
+        self.work += len(data)
+        if state == _OPEN:  # at most eight bytes: read them again with what follows
+            self.state = _TEXT
+            self.held = bytearray()
+            return b"", bytes(held) + data
         if state >= _COMMENT:
             closer = _TERMINATOR[state]
-            found = held.find(closer, resume)
-            if found < 0:
-                self.resume = max(resume, len(held) - len(closer) + 1)
-                if len(held) > self.limit:
-                    raise self._too_long()
-                return None
-            end = found + len(closer)
+            size = len(closer)
+            start = self.resume  # the last size - 1 bytes held (or the body's start)
+            found = (held[start:] + data[: size - 1]).find(closer)
+            if found >= 0:
+                end = found + size - (len(held) - start)
+            else:
+                found = data.find(closer)
+                if found < 0:
+                    held += data
+                    self.resume = max(start, len(held) - size + 1)
+                    if len(held) > self.limit:
+                        raise self._too_long()
+                    return None
+                end = found + size
         else:
-            end = self._tag_end(held, resume, state == _TAG)
+            end = self._tag_end(data, 0)
             if end < 0:
-                self.resume = len(held)
+                held += data
                 if len(held) > self.limit:
                     raise self._too_long()
                 return None
-        self.work += len(held)
         self.state = _TEXT
         self.held = bytearray()
-        with memoryview(held) as view:
-            return view[:end].tobytes(), view[end:].tobytes()
+        held += data[:end]
+        self.work += len(held)
+        return bytes(held), data[end:]
 
-    def _tag_end(self, data: Union[bytes, bytearray], pos: int, in_tag: bool = True) -> int:
-        """Follow a tag (or declaration) through ``data`` from ``pos``, inside :attr:`quote`
-        if set: the index just past its ``>``, or -1 (with :attr:`quote` kept for later)."""
+    def _tag_end(self, data: bytes, pos: int) -> int:
+        """Follow a tag through ``data`` from ``pos``, inside :attr:`quote` if set: the index
+        just past its ``>``, or -1 (with :attr:`quote` kept for later)."""
         quote = self.quote
-        special, quoted = (_IN_TAG, _TAG_QUOTED) if in_tag else (_IN_DECL, _DECL_QUOTED)
+        special = _IN_TAG
         length = len(data)
         while pos < length:
             if quote is not None:
-                match = quoted[quote].search(data, pos)
+                match = _IN_VALUE[quote].search(data, pos)
                 if match is None:
                     break
                 pos = match.start()
@@ -299,6 +306,8 @@ def _check_declaration(version: Optional[str], encoding: Optional[str], standalo
 def _malformed(exc: BaseException) -> ProtocolError:
     """A ProtocolError for expat's or ElementTree's error, from its code and position only."""
     code = getattr(exc, "code", None)
+    line: object
+    column: object
     if isinstance(exc, ExpatError):
         line, column = exc.lineno, exc.offset
     else:
@@ -309,7 +318,7 @@ def _malformed(exc: BaseException) -> ProtocolError:
         what = None
     message = "malformed XML from server: %s" % (what or "not well-formed")
     if isinstance(line, int) and isinstance(column, int):
-        message += " (line %d, column %d)" % (line, column)
+        message += ": line %d, column %d" % (line, column)
     return ProtocolError(message)
 
 
@@ -352,7 +361,7 @@ class StreamParser:
         header_parser.XmlDeclHandler = _check_declaration
         header_parser.ordered_attributes = False
         # Stage 2: the tree builder, made once the header is read.
-        self._pull: Optional[XMLPullParser] = None
+        self._pull: Optional[XMLPullParser[Element]] = None
         self._events: Optional[Deque[Any]] = None
         self._root: Optional[Element] = None
         self._last_out: Optional[Element] = None  # the last stanza taken out of the tree
@@ -499,7 +508,7 @@ class StreamParser:
         depth = self._depth
         began = self._began
         max_depth = self._max_depth
-        complete = []  # stanzas finished in this slice
+        complete: List[Item] = []  # stanzas finished in this slice
         add = complete.append
         for kind, elem in events:  # eight events per Disk push: kept lean
             if kind == "start":
@@ -540,7 +549,7 @@ class StreamParser:
                 raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
 
     @staticmethod
-    def _read_public(pull: XMLPullParser) -> "tuple[list, Optional[BaseException]]":
+    def _read_public(pull: XMLPullParser[Element]) -> "tuple[List[Any], Optional[BaseException]]":
         events = []
         try:
             for event in pull.read_events():
