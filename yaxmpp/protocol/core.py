@@ -223,6 +223,8 @@ class ClientProtocol:
         """Queue the first stream header.  Call once, when the transport is up."""
         if self._parser is not None:
             raise LocalProtocolError("initiate() was already called")
+        if self.step is Step.CLOSED:
+            raise LocalProtocolError("initiate() after close()")
         self._restart()
 
     def data_to_send(self) -> bytes:
