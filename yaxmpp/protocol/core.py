@@ -50,7 +50,7 @@ from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
 from .redact import MASK, scrub, scrub_error, scrub_known
 from .sasl import Mechanism
-from .state import INITIAL, Step, check_transition
+from .state import AFTER_AUTH, DRIVER_TURN, INITIAL, NEGOTIATING, Step, check_transition
 from .xmltext import to_xml
 
 __all__ = ["Step", "ClientProtocol", "VersionInfo"]
@@ -60,9 +60,9 @@ xml_log = logging.getLogger("yaxmpp.xml")
 _IQ = ns.IQ
 _DISK_QUERY = ns.DISK_QUERY
 
-_NEGOTIATING = (Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION)
-_DRIVER_TURN = (Step.TLS, Step.COMPRESSION)  # the transport changes; nothing is written
-_AFTER_AUTH = (Step.BIND, Step.SESSION, Step.ESTABLISHED, Step.CLOSING)
+_NEGOTIATING = NEGOTIATING
+_DRIVER_TURN = DRIVER_TURN
+_AFTER_AUTH = AFTER_AUTH
 
 
 class VersionInfo:
