@@ -522,3 +522,17 @@ def test_any_bytes_at_any_step_give_yaxmpp_errors_only_and_nothing_after_stream_
     error = driver.events[-1].error
     assert error is None or (isinstance(error, Error) and not isinstance(error, LocalProtocolError))
     assert driver.proto.closed
+
+
+def test_a_duck_typed_mechanism_without_success_still_authenticates():
+    class Duck:
+        name = "X-DUCK"
+
+        def initial_response(self) -> Optional[bytes]:
+            return b"quack"
+
+        def secrets(self) -> List[str]:
+            return []
+
+    proto = at_auth(Duck())  # type: ignore[arg-type]
+    assert proto.receive_data(success(b"=")) == [Authenticated("X-DUCK")]

@@ -641,8 +641,10 @@ class ClientProtocol:
                 data = base64.b64decode(raw if raw != "=" else "", validate=True)
             except (ValueError, binascii.Error):
                 raise ProtocolError("SASL success data is not base64") from None
+            check = getattr(self.mechanism, "success", None)  # (a duck-typed mechanism may lack it)
             try:
-                self.mechanism.success(data)
+                if check is not None:
+                    check(data)
             except Error:
                 raise
             except Exception as exc:
