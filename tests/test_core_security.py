@@ -536,3 +536,24 @@ def test_a_duck_typed_mechanism_without_success_still_authenticates():
 
     proto = at_auth(Duck())  # type: ignore[arg-type]
     assert proto.receive_data(success(b"=")) == [Authenticated("X-DUCK")]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_after_close_during_negotiation_nothing_from_the_stream_reaches_the_driver(tls):
+    # (fuzz finding F10: stanzas of a stream never authenticated came out as StanzaReceived.)
+    proto = ClientProtocol(XYandexOAuth(LOGIN, TOKEN), tls=tls)
+    proto.initiate()
+    proto.close()
+    events = proto.receive_data(
+        server_header() + FEATURES_TLS + b"<message from='mallory@evil'><body>click</body></message>"
+        b"<iq type='set' id='p'><query xmlns='yandex:push:disk'/></iq>"
+    )
+    assert [type(e) for e in events] == []
+    assert proto.receive_data(b"</stream:stream>") == [StreamClosed(None)]
+
+
+def test_after_close_once_authenticated_stanzas_still_reach_the_driver():
+    driver = established()
+    driver.proto.close()
+    events = driver.feed(b"<message from='ya.ru'><body>late</body></message>")
+    assert len(events) == 1 and events[0].element.tag == "{jabber:client}message"

@@ -541,8 +541,10 @@ class ClientProtocol:
                 self._on_compress_answer(elem)
             elif self.step is Step.AUTH:
                 self._on_auth_answer(elem, events)
-            elif self.step in _AFTER_AUTH:
+            elif self.step in _AFTER_AUTH and self.authenticated:
                 events.append(StanzaReceived(elem))
+            elif self.step is Step.CLOSING:
+                pass  # closing a stream that never authenticated: nothing from it is trusted
             else:
                 raise ProtocolError("unexpected <%s> while %s" % (tag, self.step.value))
         elif isinstance(item, StreamHeader):
