@@ -117,6 +117,7 @@ def jid_key(jid: str) -> JidKey:
 #: are constants: after the first time, checking them costs a dict lookup).
 _checked_payloads: Dict[str, None] = {}
 _CHECKED_MAX = 256
+_CACHED_LENGTH = 2048
 
 
 def _check_payload(payload: str) -> None:
@@ -138,9 +139,10 @@ def _check_payload(payload: str) -> None:
             problem = "has text outside its element"
     if problem is not None:
         raise UsageError("the iq payload %s: %r" % (problem, scrub_known(payload[:80])))
-    if len(_checked_payloads) >= _CHECKED_MAX:
-        _checked_payloads.clear()
-    _checked_payloads[payload] = None
+    if len(payload) <= _CACHED_LENGTH:  # (a long one-off payload is not kept alive)
+        if len(_checked_payloads) >= _CHECKED_MAX:
+            _checked_payloads.clear()
+        _checked_payloads[payload] = None
 
 
 class _Missing:
