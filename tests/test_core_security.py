@@ -10,14 +10,15 @@ import re
 from typing import List, Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from yaxmpp import AuthError, Error, ProtocolError, StreamError, UsageError
+from yaxmpp import AuthError, Error, LocalProtocolError, ProtocolError, StreamError, UsageError
 from yaxmpp.protocol import core as core_module
 from yaxmpp.protocol.core import ClientProtocol, Step, jid_key, new_id
 from yaxmpp.protocol.events import (
     Authenticated,
     Bound,
-    Event,
     IqResponse,
     SessionStarted,
     StreamClosed,
@@ -38,6 +39,7 @@ from .test_core import (
     established,
     server_header,
 )
+from .test_properties import HOSTILE_CHUNK
 
 OWN_FULL = "test@ya.ru/YaDisk-client"
 
@@ -472,3 +474,86 @@ def test_a_declared_encoding_python_cannot_use_is_no_exception(encoding):
     proto.initiate()
     events = proto.receive_data(b"<?xml version='1.0' encoding='" + encoding + b"'?>" + server_header()[22:] + b"<stream:features/>")
     assert isinstance(closed_error(events), Error)
+
+
+def test_initiate_after_close_is_a_driver_error():
+    proto = not_initiated()
+    proto.close()
+    with pytest.raises(LocalProtocolError):
+        proto.initiate()
+    assert proto.data_to_send() == b""
+
+
+# -- any bytes, at any step ------------------------------------------------------------------------
+
+def _start(name: str) -> Driver:
+    driver = Driver(tls=name != "starttls", compress=name == "zlib")
+    if name == "established":
+        driver.feed(
+            server_header("1") + FEATURES_AUTH + b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+            + server_header("2") + FEATURES_BIND
+        )
+    return driver
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    start=st.sampled_from(["starttls", "direct", "zlib", "established"]),
+    header=st.booleans(),
+    chunks=st.lists(st.lists(HOSTILE_CHUNK, max_size=6).map(b"".join), max_size=10),
+    close_at=st.integers(0, 10),
+)
+def test_any_bytes_at_any_step_give_yaxmpp_errors_only_and_nothing_after_stream_closed(start, header, chunks, close_at):
+    driver = _start(start)
+    if header:
+        driver.feed(server_header())
+    for index, chunk in enumerate(chunks):
+        if index == close_at:
+            driver.proto.close()
+        if driver.proto.step in (Step.TLS, Step.COMPRESSION):
+            driver.events += driver.proto.connection_lost()
+            break
+        driver.feed(chunk)  # must not raise
+        driver.out()
+    driver.feed(b"")
+    driver.events += driver.proto.connection_lost()
+    closed = [i for i, e in enumerate(driver.events) if isinstance(e, StreamClosed)]
+    assert closed == [len(driver.events) - 1]
+    error = driver.events[-1].error
+    assert error is None or (isinstance(error, Error) and not isinstance(error, LocalProtocolError))
+    assert driver.proto.closed
+
+
+def test_a_duck_typed_mechanism_without_success_still_authenticates():
+    class Duck:
+        name = "X-DUCK"
+
+        def initial_response(self) -> Optional[bytes]:
+            return b"quack"
+
+        def secrets(self) -> List[str]:
+            return []
+
+    proto = at_auth(Duck())  # type: ignore[arg-type]
+    assert proto.receive_data(success(b"=")) == [Authenticated("X-DUCK")]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_after_close_during_negotiation_nothing_from_the_stream_reaches_the_driver(tls):
+    # (fuzz finding F10: stanzas of a stream never authenticated came out as StanzaReceived.)
+    proto = ClientProtocol(XYandexOAuth(LOGIN, TOKEN), tls=tls)
+    proto.initiate()
+    proto.close()
+    events = proto.receive_data(
+        server_header() + FEATURES_TLS + b"<message from='mallory@evil'><body>click</body></message>"
+        b"<iq type='set' id='p'><query xmlns='yandex:push:disk'/></iq>"
+    )
+    assert [type(e) for e in events] == []
+    assert proto.receive_data(b"</stream:stream>") == [StreamClosed(None)]
+
+
+def test_after_close_once_authenticated_stanzas_still_reach_the_driver():
+    driver = established()
+    driver.proto.close()
+    events = driver.feed(b"<message from='ya.ru'><body>late</body></message>")
+    assert len(events) == 1 and events[0].element.tag == "{jabber:client}message"

@@ -50,7 +50,7 @@ from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
 from .redact import MASK, Redactor
 from .sasl import Mechanism
-from .state import INITIAL, Step, check_transition
+from .state import AFTER_AUTH, DRIVER_TURN, INITIAL, NEGOTIATING, Step, check_transition
 from .xmltext import to_xml
 
 __all__ = ["Step", "ClientProtocol", "VersionInfo"]
@@ -60,9 +60,9 @@ xml_log = logging.getLogger("yaxmpp.xml")
 _IQ = ns.IQ
 _DISK_QUERY = ns.DISK_QUERY
 
-_NEGOTIATING = (Step.STREAM, Step.FEATURES, Step.STARTTLS, Step.COMPRESS, Step.AUTH, Step.BIND, Step.SESSION)
-_DRIVER_TURN = (Step.TLS, Step.COMPRESSION)  # the transport changes; nothing is written
-_AFTER_AUTH = (Step.BIND, Step.SESSION, Step.ESTABLISHED, Step.CLOSING)
+_NEGOTIATING = NEGOTIATING
+_DRIVER_TURN = DRIVER_TURN
+_AFTER_AUTH = AFTER_AUTH
 
 
 class VersionInfo:
@@ -117,6 +117,7 @@ def jid_key(jid: str) -> JidKey:
 #: are constants: after the first time, checking them costs a dict lookup).
 _checked_payloads: Dict[str, None] = {}
 _CHECKED_MAX = 256
+_CACHED_LENGTH = 2048
 
 
 def _check_payload(payload: str) -> None:
@@ -138,9 +139,10 @@ def _check_payload(payload: str) -> None:
             problem = "has text outside its element"
     if problem is not None:
         raise UsageError("the iq payload %s" % problem)  # not echoed: it may hold anything
-    if len(_checked_payloads) >= _CHECKED_MAX:
-        _checked_payloads.clear()
-    _checked_payloads[payload] = None
+    if len(payload) <= _CACHED_LENGTH:  # (a long one-off payload is not kept alive)
+        if len(_checked_payloads) >= _CHECKED_MAX:
+            _checked_payloads.clear()
+        _checked_payloads[payload] = None
 
 
 class _Missing:
@@ -225,6 +227,8 @@ class ClientProtocol:
         """Queue the first stream header.  Call once, when the transport is up."""
         if self._parser is not None:
             raise LocalProtocolError("initiate() was already called")
+        if self.step is Step.CLOSED:
+            raise LocalProtocolError("initiate() after close()")
         self._restart()
 
     def data_to_send(self) -> bytes:
@@ -541,8 +545,10 @@ class ClientProtocol:
                 self._on_compress_answer(elem)
             elif self.step is Step.AUTH:
                 self._on_auth_answer(elem, events)
-            elif self.step in _AFTER_AUTH:
+            elif self.step in _AFTER_AUTH and self.authenticated:
                 events.append(StanzaReceived(elem))
+            elif self.step is Step.CLOSING:
+                pass  # closing a stream that never authenticated: nothing from it is trusted
             else:
                 raise ProtocolError("unexpected <%s> while %s" % (tag, self.step.value))
         elif isinstance(item, StreamHeader):
@@ -641,8 +647,10 @@ class ClientProtocol:
                 data = base64.b64decode(raw if raw != "=" else "", validate=True)
             except (ValueError, binascii.Error):
                 raise ProtocolError("SASL success data is not base64") from None
+            check = getattr(self.mechanism, "success", None)  # (a duck-typed mechanism may lack it)
             try:
-                self.mechanism.success(data)
+                if check is not None:
+                    check(data)
             except Error:
                 raise
             except Exception as exc:

@@ -21,11 +21,11 @@ During TLS and COMPRESSION the driver changes the transport and nothing may be w
 from __future__ import annotations
 
 import enum
-from typing import Dict, FrozenSet
+from typing import Dict, FrozenSet, Tuple
 
 from ..errors import LocalProtocolError
 
-__all__ = ["Step", "INITIAL", "TRANSITIONS", "check_transition"]
+__all__ = ["Step", "INITIAL", "TRANSITIONS", "NEGOTIATING", "DRIVER_TURN", "AFTER_AUTH", "check_transition"]
 
 
 class Step(enum.Enum):
@@ -73,6 +73,17 @@ TRANSITIONS: Dict[Step, FrozenSet[Step]] = {
     _S.CLOSING: frozenset({_S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
+
+
+#: Steps of the negotiation: the parser stops after each stanza, so that bytes after
+#: ``<proceed/>`` or ``<compressed/>`` are left for the new transport.
+NEGOTIATING: Tuple[Step, ...] = (
+    _S.STREAM, _S.FEATURES, _S.STARTTLS, _S.COMPRESS, _S.AUTH, _S.BIND, _S.SESSION
+)
+#: Steps in which the driver changes the transport: nothing is read or written by the core.
+DRIVER_TURN: Tuple[Step, ...] = (_S.TLS, _S.COMPRESSION)
+#: Steps after authentication in which stanzas the core does not handle go to the driver.
+AFTER_AUTH: Tuple[Step, ...] = (_S.BIND, _S.SESSION, _S.ESTABLISHED, _S.CLOSING)
 
 
 def check_transition(old: Step, new: Step) -> None:
