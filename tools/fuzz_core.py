@@ -139,14 +139,41 @@ def _established(limits: Optional[Any] = None) -> Any:
     return p
 
 
+_WORDS = ("ya.ru", "test@ya.ru/r", "photo 2026.jpg", "ü日本", "a&amp;b", "&lt;x&gt;", "x" * 300)
+
+
+def _valid_stanza(rng: random.Random, counter: List[int]) -> bytes:
+    """Well-formed session traffic: mostly Disk pushes, some pings, messages, presences."""
+    counter[0] += 1
+    n = counter[0]
+    r = rng.random()
+    word = rng.choice(_WORDS)
+    if r < 0.7:
+        ops = "".join(
+            "<op type='new' key='/disk/%s/%d' fid='%d' size='%d'/>" % (word, i, rng.randrange(10**6), rng.randrange(10**9))
+            for i in range(rng.randint(1, 4))
+        )
+        s = "<iq type='set' id='p%d' from='ya.ru'><query xmlns='yandex:push:disk'><diff>%s</diff></query></iq>" % (n, ops)
+    elif r < 0.8:
+        s = "<iq from='ya.ru' type='get' id='g%d'><ping xmlns='urn:xmpp:ping'/></iq>" % n
+    elif r < 0.9:
+        s = "<message from='ya.ru'><body>%s</body></message>" % word
+    else:
+        s = "<presence from='%s'/>\n" % ("test@ya.ru/r" if word.startswith("x") else "ya.ru")
+    return s.encode("utf-8")
+
+
 def _traffic(shape: str, size: int, rng: random.Random) -> bytes:
     parts: List[bytes] = []
     n = 0
     counter = [0]
     if shape == "long-text":
         return b"<message><body>" + b"t" * size + b"</body></message>"
-    if shape == "long-attr":
-        return b"<message a='" + b"v" * min(size, 12000) + b"'/>" + b"<message/>" * max(0, (size - 12000) // 10)
+    if shape in ("long-attr", "long-comment"):
+        # Tags as long as the input, up to just under the default max_tag_bytes (16 KiB).
+        tag = min(size, 15000)
+        unit = b"<message a='" + b"v" * tag + b"'/>" if shape == "long-attr" else b"<message><!--" + b"c" * tag + b"--></message>"
+        return unit * max(1, size // len(unit))
     while n < size:
         if shape == "comments":
             s = b"<message><!--" + b"c" * rng.randint(100, 8000) + b"--><body>x</body></message>"
@@ -154,7 +181,7 @@ def _traffic(shape: str, size: int, rng: random.Random) -> bytes:
             d = rng.randint(1, 30)
             s = b"<message>" + b"<a>" * d + b"x" + b"</a>" * d + b"</message>"
         else:
-            s = fc.established_stanza(rng, counter).encode("utf-8")
+            s = _valid_stanza(rng, counter)
         parts.append(s)
         n += len(s)
     return b"".join(parts)
@@ -203,6 +230,7 @@ def perf(args: argparse.Namespace) -> int:
         ("deep", (1, 512)),
         ("long-text", (256, 256)),
         ("long-attr", (16, 16)),
+        ("long-comment", (16, 16)),
     ]
     worst = 0.0
     print("oracle (d): process time per MiB of traffic to an established core (%d MiB per size)" % args.perf_mib)
