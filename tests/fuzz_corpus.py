@@ -612,7 +612,13 @@ def _error_texts(error: BaseException) -> List[Tuple[str, str]]:
         v = getattr(error, attr, None)
         if isinstance(v, str):
             texts.append((attr, v))
-    texts.append(("traceback", "".join(traceback.format_exception(type(error), error, error.__traceback__))))
+    # What a printed traceback adds: the exceptions chained to it (their frames are our code).
+    seen = {id(error)}
+    link = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        texts.append(("chained %s" % type(link).__name__, "%s %r" % (link, link)))
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
     return texts
 
 
@@ -694,7 +700,7 @@ class Run:
             if leak is not None:
                 self.fail(
                     "c",
-                    "c:error-%s:%s:%s:%s" % (field if field != "traceback" else "tb", leak[0], leak[1], type(error).__name__),
+                    "c:error-%s:%s:%s:%s" % (field.split(" ")[0], leak[0], leak[1], type(error).__name__),
                     "%s %s: %s" % (where, field, _short(text, 400)),
                 )
                 return
