@@ -30,8 +30,9 @@ from tests import fuzz_corpus as fc  # noqa: E402
 Example = Tuple[int, str, str]  # index, case literal, detail
 
 
-def _batch(args: Tuple[int, int, int]) -> Tuple[int, int, Counter, Dict[str, Example]]:
+def _batch(args: Tuple[int, int, int]) -> Tuple[int, int, float, Counter, Dict[str, Example]]:
     seed, start, stop = args
+    cpu = time.process_time()
     counts: Counter = Counter()
     examples: Dict[str, Example] = {}
     size = 0
@@ -42,7 +43,7 @@ def _batch(args: Tuple[int, int, int]) -> Tuple[int, int, Counter, Dict[str, Exa
             counts[failure.signature] += 1
             if failure.signature not in examples:
                 examples[failure.signature] = (index, case.literal(), failure.detail)
-    return stop - start, size, counts, examples
+    return stop - start, size, time.process_time() - cpu, counts, examples
 
 
 def _write(out: str, seed: int, signature: str, example: Example, minimize: bool) -> str:
@@ -78,14 +79,16 @@ def fuzz(args: argparse.Namespace) -> int:
     counts: Counter = Counter()
     examples: Dict[str, Example] = {}
     done = size = 0
+    cpu = 0.0
     began = time.time()
     last = began
     pool: Optional[Any] = multiprocessing.Pool(jobs) if jobs > 1 else None
     results = pool.imap_unordered(_batch, tasks) if pool is not None else map(_batch, tasks)
     try:
-        for n, nbytes, c, ex in results:
+        for n, nbytes, spent, c, ex in results:
             done += n
             size += nbytes
+            cpu += spent
             counts.update(c)
             for sig, e in ex.items():
                 examples.setdefault(sig, e)
@@ -97,8 +100,8 @@ def fuzz(args: argparse.Namespace) -> int:
                 for sig, k in counts.items():
                     per[sig.split(":", 1)[0]] += k
                 print(
-                    "%9d inputs  %7.0f inputs/s  %5.1f KiB/input  %d distinct  %s"
-                    % (done, rate, size / done / 1024, len(counts), " ".join("%s=%d" % kv for kv in sorted(per.items())) or "no failures"),
+                    "%9d inputs  %7.0f inputs/s  %5.2f ms CPU/input  %5.1f KiB/input  %d distinct  %s"
+                    % (done, rate, cpu / done * 1000, size / done / 1024, len(counts), " ".join("%s=%d" % kv for kv in sorted(per.items())) or "no failures"),
                     flush=True,
                 )
     finally:
@@ -106,7 +109,10 @@ def fuzz(args: argparse.Namespace) -> int:
             pool.close()
             pool.join()
     elapsed = time.time() - began
-    print("\n%d inputs in %.0f s: %.0f inputs/s on %d job(s); %.1f MiB of server bytes" % (done, elapsed, done / elapsed, jobs, size / 2**20))
+    print(
+        "\n%d inputs in %.0f s: %.0f inputs/s on %d job(s), %.2f ms CPU per input (%.0f inputs/s per idle core); %.1f MiB of server bytes"
+        % (done, elapsed, done / elapsed, jobs, cpu / done * 1000, done / cpu, size / 2**20)
+    )
     if not counts:
         print("no failures")
         return 0
