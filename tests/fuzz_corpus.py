@@ -14,6 +14,8 @@ and returns the oracle failures:
 ``c``  an 8-character piece of a secret (the token, base64(login NUL token), a custom
        mechanism's secret) in an error's message/args/repr/fields or a formatted DEBUG log line.
 ``e``  bytes written after our ``</stream:stream>``; ``<auth>``/``<response>`` written before TLS.
+``h``  trust: an Authenticated event on a stream that is not TLS; pushes, stanzas or iq answers
+       before authentication; a push from a user other than the bound account.
 ``g``  (differential, optional) the same bytes fed whole and in random pieces give different
        events.
 
@@ -34,6 +36,8 @@ from yaxmpp.errors import ConnectionLost, Error, LocalProtocolError
 from yaxmpp.protocol import ns
 from yaxmpp.protocol.core import ClientProtocol, VersionInfo
 from yaxmpp.protocol.events import (
+    Authenticated,
+    Bound,
     CompressionRequested,
     Event,
     IqResponse,
@@ -676,6 +680,8 @@ class Run:
                 pass
         self.sent_ids: List[str] = []
         self.closed_in_turn = False
+        self.authenticated = False
+        self.jid: Optional[str] = None
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -720,6 +726,20 @@ class Run:
                     self.check_error(event.error, "StreamClosed.error")
                     if not isinstance(event.error, Error):
                         self.fail("a", "a:StreamClosed.error-not-Error:%s" % type(event.error).__name__, repr(event.error))
+            elif isinstance(event, Authenticated):
+                self.authenticated = True
+                if not self.proto.tls:
+                    self.fail("h", "h:authenticated-without-TLS", repr(event))
+            elif isinstance(event, Bound):
+                self.jid = event.jid
+            elif isinstance(event, (PushesReceived, StanzaReceived, IqResponse)):
+                if not self.authenticated:
+                    self.fail("h", "h:%s-before-authentication" % type(event).__name__, repr(event)[:300])
+                if isinstance(event, PushesReceived):
+                    own = (self.jid or "").partition("/")[0].lower()
+                    for sender in event.senders:
+                        if sender and "@" in sender and sender.partition("/")[0].lower() != own:
+                            self.fail("h", "h:push-from-another-user", "sender %r, bound %r" % (sender, self.jid))
             self.events.append(event)
         return events
 

@@ -99,6 +99,14 @@ def test_nothing_written_after_our_close_nor_secrets_before_tls(fuzz_run):
     assert not failures, _report(failures)
 
 
+def test_nothing_is_trusted_before_tls_and_authentication(fuzz_run):
+    """(h) no authentication without TLS; no push, stanza or iq answer before authentication; no
+    push from another user."""
+    found, _ = fuzz_run
+    failures = found.get("h", [])
+    assert not failures, _report(failures)
+
+
 def test_read_boundaries_do_not_change_the_events(fuzz_run):
     """(g) the same bytes fed whole and in random pieces give the same events."""
     found, _ = fuzz_run
