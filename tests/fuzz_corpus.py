@@ -1030,6 +1030,32 @@ def run_case(case: Case) -> List[Failure]:
     return failures
 
 
+#: Signature prefixes of failures already reported in /work/notes/fuzz-findings.md (F-numbers there).
+KNOWN = [
+    ("a:receive_data raised LookupError", "F6"),
+    ("a:receive_data raised ValueError: multi-byte", "F6"),
+    ("b:StreamClosed-count-0:after-close()-during-TLS-step", "F3"),
+    ("c:log:custom:full:SEND", "F2b"),
+    ("c:error-str:custom:full", "F2"),
+    ("c:", "F1"),
+    ("h:StanzaReceived-before-authentication", "F10"),
+    ("g:chunking-changes-events:tag-limit-only-when-split", "F5"),
+    ("g:chunking-changes-events:same-end-other-events:markup longer than", "F5"),
+    ("g:chunking-changes-events:ProtocolError->ConnectionLost", "F7/F8"),
+    ("g:chunking-changes-events:ConnectionLost->ProtocolError", "F7/F8"),
+    ("g:chunking-changes-events:AuthError->ProtocolError", "F8"),
+    ("g:chunking-changes-events:same-end-other-events:ProtocolError", "F4"),
+]
+
+
+def known(signature: str) -> str:
+    """The finding a failure was reported as, or "" when it is new."""
+    for prefix, finding in KNOWN:
+        if signature.startswith(prefix):
+            return finding
+    return ""
+
+
 def dedupe(failures: Sequence[Failure]) -> Dict[str, Failure]:
     seen: Dict[str, Failure] = {}
     for f in failures:

@@ -117,10 +117,10 @@ def fuzz(args: argparse.Namespace) -> int:
         print("no failures")
         return 0
     os.makedirs(args.out, exist_ok=True)
-    print("\nfailures (inputs that hit each; one reproducer each in %s):" % args.out)
+    print("\nfailures (inputs that hit each, the finding it was reported as, one reproducer each in %s):" % args.out)
     for sig, k in sorted(counts.items(), key=lambda kv: (kv[0].split(":", 1)[0], -kv[1])):
         path = _write(args.out, args.seed, sig, examples[sig], args.minimize)
-        print("%8d  %s  -> %s" % (k, sig, os.path.basename(path)))
+        print("%8d  %-6s %s  -> %s" % (k, fc.known(sig) or "NEW", sig, os.path.basename(path)))
     return 1
 
 
