@@ -639,6 +639,7 @@ def _norm(message: str) -> str:
     """An error message with its variable parts blurred, to tell distinct failures apart."""
     import re
 
+    message = re.sub(r"encoding: .*", "encoding: _", message)
     message = re.sub(r"'[^']*'|\"[^\"]*\"", "'_'", message)
     message = re.sub(r"<[^<>]*>", "<_>", message)
     message = re.sub(r"\d+", "N", message)
@@ -1043,7 +1044,11 @@ KNOWN = [
     ("g:chunking-changes-events:same-end-other-events:markup longer than", "F5"),
     ("g:chunking-changes-events:ProtocolError->ConnectionLost", "F7/F8"),
     ("g:chunking-changes-events:ConnectionLost->ProtocolError", "F7/F8"),
-    ("g:chunking-changes-events:AuthError->ProtocolError", "F8"),
+    ("g:chunking-changes-events:AuthError->ProtocolError", "F4/F8"),
+    ("g:chunking-changes-events:TLSError->ProtocolError", "F4"),
+    ("g:chunking-changes-events:StreamError->ProtocolError", "F4"),
+    ("g:chunking-changes-events:IqError->ProtocolError", "F4"),
+    ("g:chunking-changes-events:markup longer than->", "F5"),
     ("g:chunking-changes-events:same-end-other-events:ProtocolError", "F4"),
 ]
 
