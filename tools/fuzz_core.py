@@ -1,13 +1,15 @@
 """Long fuzz run of the sans-IO core (``yaxmpp.protocol.core.ClientProtocol``).
 
-    python tools/fuzz_core.py --inputs 1000000 --seed 1 [--jobs 2] [--out fuzz-failures]
+    python tools/fuzz_core.py --inputs 1000000 --seed 1 [--jobs 2] [--out DIR] [--minimize]
     python tools/fuzz_core.py --perf            # oracle (d): cost per byte, 1 KiB / 64 KiB / 1 MiB
     python tools/fuzz_core.py --replay FILE     # run one reproducer again
 
 Inputs are made by ``tests/fuzz_corpus.py`` (whole mutated server transcripts, random reads,
 driver calls between them) and checked by its oracles.  Prints inputs/s and the failures per
 oracle as it goes; writes one reproducer per distinct failure (the case as a Python literal, with
-the seed and index that made it) to ``--out``; exits 1 if anything failed.
+the seed and index that made it; ``python FILE`` or ``--replay FILE`` runs it) to ``--out``
+(default: ``$TMPDIR/yaxmpp-fuzz-failures``); exits 1 if anything failed.  Failures already
+reported are marked with their finding number (``fuzz_corpus.KNOWN``), the others ``NEW``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import multiprocessing
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
@@ -282,7 +285,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", type=int, default=0, help="first input index (to resume or split a run)")
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default="fuzz-failures")
+    parser.add_argument(
+        "--out", default=os.path.join(tempfile.gettempdir(), "yaxmpp-fuzz-failures"), help="where reproducers go"
+    )
     parser.add_argument("--every", type=float, default=10.0, help="seconds between progress lines")
     parser.add_argument("--minimize", action="store_true", help="also shrink each reproducer (slow)")
     parser.add_argument("--perf", action="store_true", help="run oracle (d) instead")
