@@ -18,7 +18,7 @@ import pytest
 from . import fuzz_corpus as fc
 
 SEED = 20261201
-INPUTS = 2000
+INPUTS = 3000
 
 
 @pytest.fixture(scope="module")
