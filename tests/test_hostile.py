@@ -386,7 +386,7 @@ DTD_ATTACKS = {
 def test_dtd_attacks_during_negotiation_are_refused(caplog, name):
     document = b"<?xml version='1.0'?>" + DTD_ATTACKS[name]
     exc = check_connect_fails(caplog, negotiating_server("stream", document), yaxmpp.ProtocolError)
-    assert "forbidden XML from server: DTDForbidden" in str(exc)  # every DTD is refused as such, none parsed
+    assert str(exc).startswith("forbidden XML from server:")  # every DTD is refused as such, none parsed
     logged = caplog.text + str(exc)
     assert "root:" not in logged  # nothing of /etc/passwd was read
     assert "lollollol" not in logged

@@ -319,8 +319,9 @@ class ClientProtocol:
         if parts:
             self._out.append("".join(parts).encode("utf-8"))
             if self._debug:
+                scrub = self.redactor.scrub  # a sender's address is the server's choice
                 for part in parts:
-                    xml_log.debug("SEND %s", part)
+                    xml_log.debug("SEND %s", scrub(part))
         if self._close_owed and not unacked:
             self._send_close()
 
