@@ -400,19 +400,19 @@ class ClientProtocol:
                         if (
                             pushes_allowed
                             and type(item) is Element
-                            and item.tag == _IQ  # type: ignore[union-attr]
-                            and len(item)  # type: ignore[arg-type]
-                            and item[0].tag == _DISK_QUERY  # type: ignore[index]
-                            and item.get("type") == "set"  # type: ignore[union-attr]
+                            and item.tag == _IQ
+                            and len(item)
+                            and item[0].tag == _DISK_QUERY
+                            and item.get("type") == "set"
                         ):
-                            sender = item.get("from")  # type: ignore[union-attr]
+                            sender = item.get("from")
                             # A push comes from the server (no "from", or a server or
                             # component address) or the user's own account; no other user.
                             if sender is None or "@" not in sender or self._own(sender):
-                                self._on_push(item, sender, events)  # type: ignore[arg-type]
+                                self._on_push(item, sender, events)
                                 continue
                         self._dispatch(item, events)
-                        if self.step is Step.CLOSED:
+                        if self.closed:
                             return events
                 if failure is not None:
                     raise failure
@@ -523,7 +523,7 @@ class ClientProtocol:
 
     def _dispatch(self, item: object, events: List[Event]) -> None:
         if type(item) is Element:
-            elem: Element = item  # type: ignore[assignment]
+            elem: Element = item
             if self._debug:
                 xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
             tag = elem.tag
@@ -686,12 +686,12 @@ class ClientProtocol:
         if iq_id and not self._close_sent:
             self._unacked.add(iq_id)
         run = events[-1] if events else None
-        if type(run) is not PushesReceived:
+        if not isinstance(run, PushesReceived):
             run = PushesReceived()
             events.append(run)
-        run.iq_ids.append(iq_id)  # type: ignore[union-attr]
-        run.senders.append(sender)  # type: ignore[union-attr]
-        run.queries.append(elem[0])  # type: ignore[union-attr]
+        run.iq_ids.append(iq_id)
+        run.senders.append(sender)
+        run.queries.append(elem[0])
 
     def _on_iq(self, elem: Element, events: List[Event]) -> None:
         iq_type = elem.get("type")

@@ -9,7 +9,7 @@ base64-encodes, sends and redacts; mechanisms never see a socket.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 from ..errors import AuthError
 
@@ -103,7 +103,11 @@ class XOAuth2(Plain):
 
 
 #: Built-in mechanisms by name; each is made from (login, token).
-MECHANISMS = {"X-YANDEX-OAUTH": XYandexOAuth, "PLAIN": Plain, "X-OAUTH2": XOAuth2}
+MECHANISMS: Dict[str, Callable[[str, "str | Secret"], Mechanism]] = {
+    "X-YANDEX-OAUTH": XYandexOAuth,
+    "PLAIN": Plain,
+    "X-OAUTH2": XOAuth2,
+}
 
 
 def make_mechanism(spec: "str | Mechanism | None", login: str, token: "str | Secret") -> Mechanism:
@@ -116,4 +120,4 @@ def make_mechanism(spec: "str | Mechanism | None", login: str, token: "str | Sec
         factory = MECHANISMS[name]
     except KeyError:
         raise ValueError("unknown SASL mechanism %r (built in: %s)" % (spec, ", ".join(MECHANISMS))) from None
-    return factory(login, token)  # type: ignore[operator]
+    return factory(login, token)
