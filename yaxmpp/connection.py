@@ -130,6 +130,7 @@ class Connection:
         self._reader: Optional[threading.Thread] = None
         self._ended = threading.Event()
         self._end_error: Optional[Error] = None
+        self._stream_over = False  # the final StreamClosed was handled
         self._closing = False  # close() or abort() was called
         self._phase: Optional[str] = None  # what open() is doing, when the core cannot tell
         self.port: Optional[int] = None
@@ -167,7 +168,8 @@ class Connection:
 
     @property
     def ended(self) -> bool:
-        return self._ended.is_set()
+        """The stream is over (the reader may still be closing the socket)."""
+        return self._stream_over or self._ended.is_set()
 
     @property
     def aborted(self) -> bool:
@@ -445,6 +447,7 @@ class Connection:
         elif isinstance(event, StreamClosed):
             error = None if self._closing else event.error
             self._end_error = error
+            self._stream_over = True  # before on_ended: whoever checks `ended` now sees it
             if error is None:
                 log.info("stream closed")
             else:
