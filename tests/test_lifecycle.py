@@ -441,3 +441,35 @@ def test_watch_exits_non_zero_when_the_client_ends_by_an_error(server, monkeypat
     assert result == [cli.EXIT_ERROR]
     assert "reconnect loop failed" in err.getvalue()
     assert TOKEN not in err.getvalue() + out.getvalue()
+
+
+def test_an_end_reported_while_connect_finishes_is_not_lost(server, make_client, monkeypatch):
+    """The reader reports the end of a connection that connect() has not yet declared open:
+    the session must still see it ended, and reconnect."""
+    client = make_client(server, reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.01))
+    session = client._session
+    reported, opened = threading.Event(), threading.Event()
+    real_ended, real_opened = session._ended, session._opened
+    first = []
+
+    def ended(connection, error):
+        real_ended(connection, error)
+        if not first or first[0] is connection:
+            reported.set()
+            opened.wait(5)  # the reader waits here, before it finishes closing
+
+    def opened_once(connection, previous):
+        if first:
+            return real_opened(connection, previous)
+        first.append(connection)
+        server.wait_for_session().close_stream()
+        assert reported.wait(5)
+        try:
+            return real_opened(connection, previous)
+        finally:
+            opened.set()
+
+    monkeypatch.setattr(session, "_ended", ended)
+    monkeypatch.setattr(session, "_opened", opened_once)
+    client.connect()
+    assert server.wait_for_session(index=1, timeout=5).subscribed.wait(5)
