@@ -93,3 +93,63 @@ def wait_for_eof(sock: socket.socket, timeout: Optional[float] = 10.0) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+# -- redirects and pass-through, shared by the lifecycle, redirect and resilience tests ----------
+
+STREAM_HEAD = (
+    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    b"xmlns:stream='http://etherx.jabber.org/streams' id='1' from='ya.ru' version='1.0'>"
+)
+
+
+def see_other_host(target: bytes) -> bytes:
+    """A stream header, then ``<see-other-host>`` naming ``target``, then the stream's end."""
+    return (
+        STREAM_HEAD + b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>" + target
+        + b"</see-other-host></stream:error></stream:stream>"
+    )
+
+
+def tls_redirector(target: bytes, context: Optional[ssl.SSLContext] = None) -> Callable[[socket.socket], None]:
+    """A script that does STARTTLS properly (with ``context``'s certificate, by default the
+    stand-in's), then redirects to ``target`` (a redirect before TLS is not followed)."""
+
+    def script(sock: socket.socket) -> None:
+        read_until(sock, b"xml:lang")
+        sock.sendall(STREAM_HEAD + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+        read_until(sock, b"<starttls")
+        sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        tls = (context or server_tls_context()).wrap_socket(sock, server_side=True)
+        read_until(tls, b"xml:lang")
+        tls.sendall(see_other_host(target))
+        wait_for_eof(tls, 5)
+
+    return script
+
+
+def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy ``source`` to ``sink`` until either ends, then shut both down."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def pass_through(sock: socket.socket, port: int) -> None:
+    """Forward the connection both ways to 127.0.0.1:``port`` (a script's "behave normally")."""
+    upstream = socket.create_connection(("127.0.0.1", port))
+    back = threading.Thread(target=pump, args=(upstream, sock), name="scripted-pump", daemon=True)
+    back.start()
+    pump(sock, upstream)
+    back.join(5)

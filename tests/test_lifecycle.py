@@ -17,13 +17,7 @@ from yaxmpp.connection import ConnState
 from yaxmpp.session import TRANSITIONS, Session, State
 
 from .conftest import LOGIN, TOKEN, library_threads
-from .scripted import ScriptedServer, read_until, server_tls_context, wait_for_eof
-
-STREAM_HEAD = (
-    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-    b"xmlns:stream='http://etherx.jabber.org/streams' id='1' from='ya.ru' version='1.0'>"
-)
-
+from .scripted import ScriptedServer, pass_through, tls_redirector, wait_for_eof
 
 class Recording(random.Random):
     """A 'random' source that always draws the longest wait and records every draw."""
@@ -35,26 +29,6 @@ class Recording(random.Random):
     def uniform(self, a: float, b: float) -> float:
         self.draws.append(b)
         return b
-
-
-def redirect_after_tls(target: bytes):
-    """A server that does STARTTLS properly, then answers with see-other-host ``target``."""
-
-    def script(sock: socket.socket) -> None:
-        read_until(sock, b"xml:lang")
-        sock.sendall(STREAM_HEAD + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
-        read_until(sock, b"<starttls")
-        sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        tls = server_tls_context().wrap_socket(sock, server_side=True)
-        read_until(tls, b"xml:lang")
-        tls.sendall(
-            STREAM_HEAD + b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>"
-            + target
-            + b"</see-other-host></stream:error></stream:stream>"
-        )
-        wait_for_eof(tls, 5)
-
-    return script
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -106,13 +80,9 @@ def test_a_server_that_redirects_to_itself_cannot_cause_a_storm(server):
 
     def script(sock: socket.socket) -> None:
         if len(redirector.connections) == 1:  # the first one: a real session, through to the server
-            upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
-            pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
-            pump.start()
-            _pump(sock, upstream)
-            pump.join(5)
+            pass_through(sock, server.starttls_port)
         else:
-            redirect_after_tls(b"127.0.0.1:%d" % holder["port"])(sock)
+            tls_redirector(b"127.0.0.1:%d" % holder["port"])(sock)
 
     rng = Recording()
     with ScriptedServer(script) as redirector:
@@ -140,23 +110,6 @@ def test_a_server_that_redirects_to_itself_cannot_cause_a_storm(server):
             client.close()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
 def test_see_other_host_after_the_session_waits_its_backoff(make_server, make_client):
     old, new = make_server(), make_server()
     rng = Recording()
@@ -181,11 +134,7 @@ def test_iterator_raises_when_the_policy_gives_up_with_a_timeout(server):
 
     def script(sock: socket.socket) -> None:
         if len(gateway.connections) == 1:
-            upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
-            pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
-            pump.start()
-            _pump(sock, upstream)
-            pump.join(5)
+            pass_through(sock, server.starttls_port)
         else:
             wait_for_eof(sock, 10)
 
@@ -315,11 +264,7 @@ def test_concurrent_connect_is_a_usage_error_and_the_first_one_wins(server):
     def slow(sock: socket.socket) -> None:  # holds the first connection until told to go on
         arrived.set()
         release.wait(10)
-        upstream = socket.create_connection(("127.0.0.1", server.starttls_port))
-        pump = threading.Thread(target=_pump, args=(upstream, sock), daemon=True)
-        pump.start()
-        _pump(sock, upstream)
-        pump.join(5)
+        pass_through(sock, server.starttls_port)
 
     with ScriptedServer(slow) as gateway:
         client = yaxmpp.Client(LOGIN, TOKEN, host="127.0.0.1", port=gateway.port, tls_port=None, cafile=server.cafile, timeout=10)

@@ -14,44 +14,15 @@ import yaxmpp
 from yaxmpp.testing import FakeServer
 
 from .conftest import LOGIN, TOKEN
-from .scripted import ScriptedServer, read_until, wait_for_eof
-
-HEAD = (
-    b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-    b"xmlns:stream='http://etherx.jabber.org/streams' id='1' from='ya.ru' version='1.0'>"
-)
-
-
-def _redirect(target: bytes) -> bytes:
-    return (
-        HEAD + b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>" + target
-        + b"</see-other-host></stream:error></stream:stream>"
-    )
-
+from .scripted import ScriptedServer, read_until, see_other_host, tls_redirector, wait_for_eof
 
 def plaintext_redirector(target: bytes) -> Callable[[socket.socket], None]:
     """Redirects before STARTTLS, as anyone on the network path could."""
 
     def script(sock: socket.socket) -> None:
         read_until(sock, b"xml:lang")
-        sock.sendall(_redirect(target))
+        sock.sendall(see_other_host(target))
         wait_for_eof(sock, 5)
-
-    return script
-
-
-def tls_redirector(context: ssl.SSLContext, target: bytes) -> Callable[[socket.socket], None]:
-    """Does STARTTLS with ``context``'s certificate, then redirects."""
-
-    def script(sock: socket.socket) -> None:
-        read_until(sock, b"xml:lang")
-        sock.sendall(HEAD + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
-        read_until(sock, b"<starttls")
-        sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        tls = context.wrap_socket(sock, server_side=True)
-        read_until(tls, b"xml:lang")
-        tls.sendall(_redirect(target))
-        wait_for_eof(tls, 5)
 
     return script
 
@@ -101,7 +72,7 @@ def test_after_a_redirect_the_certificate_must_still_match_the_configured_host(c
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(evil_pem))
     with FakeServer(login=LOGIN, token=TOKEN, certfile=str(evil_pem), keyfile=str(evil_pem), tls_port=None) as evil:
         target = b"localhost:%d" % evil.starttls_port
-        with ScriptedServer(tls_redirector(_server_context(ca, "127.0.0.1"), target)) as legit:
+        with ScriptedServer(tls_redirector(target, _server_context(ca, "127.0.0.1"))) as legit:
             client = _client(legit.port, ssl_context=_client_context(ca))
             with pytest.raises(yaxmpp.TLSError, match="127.0.0.1"):
                 client.connect()
@@ -116,7 +87,7 @@ def test_a_redirect_after_tls_to_a_host_with_a_matching_certificate_is_followed(
     with FakeServer(login=LOGIN, token=TOKEN, tls_port=None) as new:
         # The stand-in's certificate names 127.0.0.1 and localhost: it matches the configured host.
         target = b"localhost:%d" % new.starttls_port
-        with ScriptedServer(tls_redirector(context, target)) as old:
+        with ScriptedServer(tls_redirector(target, context)) as old:
             client = _client(old.port, ssl_context=_client_context(ca, new.cafile))
             try:
                 client.connect()
@@ -128,7 +99,7 @@ def test_a_redirect_after_tls_to_a_host_with_a_matching_certificate_is_followed(
 
 def test_a_portless_redirect_keeps_the_configured_ports(ca):
     context = _server_context(ca, "127.0.0.1")
-    with ScriptedServer(tls_redirector(context, b"127.0.0.1")) as loop:
+    with ScriptedServer(tls_redirector(b"127.0.0.1", context)) as loop:
         client = _client(loop.port, ssl_context=_client_context(ca), max_redirects=2)
         with pytest.raises(yaxmpp.StreamError) as info:
             client.connect()
@@ -150,7 +121,7 @@ def _has_ipv6_loopback() -> bool:
 def test_a_redirect_to_a_bracketed_ipv6_address(ca):
     context = _server_context(ca, "127.0.0.1")
     with FakeServer(login=LOGIN, token=TOKEN, host="::1", tls_port=None) as new:
-        with ScriptedServer(tls_redirector(context, b"[::1]:%d" % new.starttls_port)) as old:
+        with ScriptedServer(tls_redirector(b"[::1]:%d" % new.starttls_port, context)) as old:
             client = _client(old.port, ssl_context=_client_context(ca, new.cafile))
             try:
                 client.connect()
@@ -166,7 +137,7 @@ def test_a_redirect_to_a_bracketed_ipv6_address(ca):
 )
 def test_a_bad_redirect_target_is_a_typed_error(ca, target):
     context = _server_context(ca, "127.0.0.1")
-    with ScriptedServer(tls_redirector(context, target)) as old:
+    with ScriptedServer(tls_redirector(target, context)) as old:
         client = _client(old.port, ssl_context=_client_context(ca))
         with pytest.raises(yaxmpp.Error) as info:
             client.connect()

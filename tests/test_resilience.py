@@ -7,7 +7,7 @@ import random
 import socket
 import threading
 import time
-from typing import List, Tuple, Type
+from typing import Callable, List, Tuple, Type
 
 import pytest
 
@@ -17,7 +17,7 @@ from yaxmpp.testing.server import CA_FILE
 
 from .conftest import LOGIN, TOKEN, LogEvent, Recorder, library_threads
 from .proxy import CutProxy
-from .scripted import ScriptedServer, read_until, server_tls_context, wait_for_eof
+from .scripted import ScriptedServer, read_until, tls_redirector, wait_for_eof
 
 FAST = dict(initial=0.02, maximum=0.1)
 
@@ -237,27 +237,9 @@ def test_fatal_stream_error_is_not_retried(server, make_client):
     assert len(server.sessions) == 1
 
 
-def redirecting_server(target: str):
+def redirecting_server(target: str) -> Callable[[socket.socket], None]:
     """Redirects to ``target`` once the stream is TLS (a redirect before TLS is not followed)."""
-    header = (
-        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-        b"xmlns:stream='http://etherx.jabber.org/streams' id='1' from='ya.ru' version='1.0'>"
-    )
-
-    def script(sock: socket.socket) -> None:
-        read_until(sock, b"xml:lang")
-        sock.sendall(header + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
-        read_until(sock, b"<starttls")
-        sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-        tls = server_tls_context().wrap_socket(sock, server_side=True)
-        read_until(tls, b"xml:lang")
-        tls.sendall(
-            header + b"<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>%s</see-other-host>"
-            b"</stream:error></stream:stream>" % target.encode()
-        )
-        wait_for_eof(tls, 5)
-
-    return script
+    return tls_redirector(target.encode())
 
 
 def test_see_other_host_before_tls_is_not_followed(server):
