@@ -596,18 +596,22 @@ class StreamParser:
                     elif depth == 0:
                         self.ended = True
                         add(STREAM_END)
-        except ProtocolError:
+        except ProtocolError as exc:
             # What completed before it is delivered, unless text between stanzas came first.
-            self._trim(complete, depth)
+            text = self._trim(complete, depth)
             self.items += complete
-            raise
+            raise text or exc
         self._depth = depth
         self._began = began
         if complete or began == start:
             # Text between stanzas before what completed or began here: refused before any
             # item after it is delivered.
-            self._trim(complete, depth)
-        self.items += complete
+            text = self._trim(complete, depth)
+            self.items += complete
+            if text is not None:
+                raise text
+        else:
+            self.items += complete
         if failure is not None:
             raise _malformed(failure)
         if depth >= 2 and end - began > self._max_stanza:
@@ -629,13 +633,13 @@ class StreamParser:
             return events, exc
         return events, None
 
-    def _trim(self, complete: List[Item], depth: int) -> None:
+    def _trim(self, complete: List[Item], depth: int) -> Optional[ProtocolError]:
         """Drop delivered stanzas from the tree (the one still open stays), checking that only
         whitespace stood between them: on text, ``complete`` is cut to the items before it
-        and ProtocolError is raised."""
+        and the error to raise is returned."""
         root = self._root
         if root is None:
-            return
+            return None
         keep = 1 if depth >= 2 else 0
         done = len(root) - keep
         # The text between stanzas sits in their tails (and the root's text); with the last
@@ -646,13 +650,14 @@ class StreamParser:
         gaps.append(root.text)
         between = "".join(filter(None, gaps))
         if between and not (between.isspace() and between.isascii()):
-            self._cut_at_text(complete)
+            return self._cut_at_text(complete)
         root.text = None
         if done:
             self._last_out = root[done - 1]
         del root[:done]
+        return None
 
-    def _cut_at_text(self, complete: List[Item]) -> None:
+    def _cut_at_text(self, complete: List[Item]) -> ProtocolError:
         """Text stands between stanzas: keep in ``complete`` only the items before it, raise."""
         root = self._root
         assert root is not None
@@ -666,4 +671,4 @@ class StreamParser:
                     break
         size = len("".join(filter(None, [first] + [c.tail for c in root])).encode())
         del complete[keep:]
-        raise ProtocolError("text between stanzas (%d bytes)" % size)
+        return ProtocolError("text between stanzas (%d bytes)" % size)
