@@ -77,6 +77,20 @@ def test_text_between_stanzas_is_refused_at_the_text_whatever_the_reads(tail):
     assert "<message" not in "".join(items) and "end" not in items
 
 
+@pytest.mark.parametrize(
+    "tail, error",
+    [
+        (b"<iq id='a'/>&#32; &#x0a;&#13;<iq id='b'/>", None),  # references to whitespace are whitespace
+        (b"<iq id='a'/>&#32;", None),
+        (b"<iq id='a'/>&#33;<iq id='b'/>", "ProtocolError"),
+        (b"<iq id='a'/>&#33;", "ProtocolError"),
+        (b"<iq id='a'/>&amp;", "ProtocolError"),
+    ],
+)
+def test_character_references_between_stanzas_whatever_the_reads(tail, error):
+    assert assert_same_at_every_cut(HEADER + tail)[1] == error
+
+
 def test_the_stanzas_before_the_text_are_delivered():
     items, error = assert_same_at_every_cut(HEADER + b"<iq id='a'/><iq id='b'/>junk<iq id='c'/>")
     assert error == "ProtocolError"

@@ -98,6 +98,11 @@ _IN_TAG = re.compile(rb"[<>\"']")
 _IN_VALUE = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
 _MARKUP = re.compile(rb"<[!?]")  # starts a comment, CDATA section, PI or declaration
 _COMMENT_OPENER = b"<!--"
+# Whitespace between stanzas, written as such or as character references, perhaps ending with
+# the start of one.
+_SPACE_TEXT = re.compile(
+    rb"(?:[ \t\r\n]|&#(?:x0*(?:20|9|[aAdD])|0*(?:32|9|1[03]));)*(&(?:#(?:x[0-9a-fA-F]{0,8}|[0-9]{0,10}))?)?\Z"
+)
 _CDATA_OPENER = b"<![CDATA["
 
 
@@ -430,6 +435,7 @@ class StreamParser:
         self._events: Optional[Deque[Any]] = None
         self._root: Optional[Element] = None
         self._last_out: Optional[Element] = None  # the last stanza taken out of the tree
+        self._carry = b""  # a character reference between stanzas cut by the last read
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -619,9 +625,18 @@ class StreamParser:
         if depth == 1:
             # Text after the last tag, between stanzas: the tree builder keeps it to itself
             # until the next tag, so look at the bytes.
-            trailing = data[data.rfind(b">") + 1 :]
+            gt = data.rfind(b">")
+            trailing = data[gt + 1 :]
+            if gt < 0 and self._carry:
+                trailing = self._carry + trailing
+            self._carry = b""
             if trailing and not trailing.isspace():
-                raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
+                # Character references to whitespace are whitespace to the tree builder too;
+                # one cut short by this read is judged with the next.
+                match = _SPACE_TEXT.match(trailing)
+                if match is None:
+                    raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
+                self._carry = match.group(1) or b""
 
     @staticmethod
     def _read_public(pull: XMLPullParser[Element]) -> "tuple[List[Any], Optional[BaseException]]":
