@@ -583,7 +583,8 @@ def test_items_before_a_limit_error_are_kept():
 
 def test_huge_attribute_value_in_one_feed():
     parser = started(Limits(max_stanza_bytes=4096))
-    with pytest.raises(ProtocolError, match="larger than 4096"):
+    # The tag limit is at most the stanza limit, and the tag comes first.
+    with pytest.raises(ProtocolError, match="(larger|longer) than 4096"):
         parser.feed(b"<iq a='" + b"x" * 200000 + b"'/>")
     assert parser.items == []
 

@@ -98,6 +98,11 @@ _IN_TAG = re.compile(rb"[<>\"']")
 _IN_VALUE = {39: re.compile(rb"['<]"), 34: re.compile(rb'["<]')}
 _MARKUP = re.compile(rb"<[!?]")  # starts a comment, CDATA section, PI or declaration
 _COMMENT_OPENER = b"<!--"
+# Whitespace between stanzas, written as such or as character references, perhaps ending with
+# the start of one.
+_SPACE_TEXT = re.compile(
+    rb"(?:[ \t\r\n]|&#(?:x0*(?:20|9|[aAdD])|0*(?:32|9|1[03]));)*(&(?:#(?:x[0-9a-fA-F]{0,8}|[0-9]{0,10}))?)?\Z"
+)
 _CDATA_OPENER = b"<![CDATA["
 
 
@@ -158,16 +163,75 @@ class _TagGuard:
                 return b""
             head, data = done
         if (b"!" in data or b"?" in data) and (b"<!" in data or b"<?" in data):
-            return head + self._scan_text(data, 0)
-        # The common path: every "<" starts a tag; only the last one can be unfinished.
-        lt = data.rfind(b"<")
-        if lt < 0 or self._tag_end(data, lt + 1) >= 0:
-            return head + data if head else data
-        return head + self._hold_tag(data, 0, lt)
+            skipped: List["tuple[int, int]"] = []
+            out = self._scan_text(data, 0, skipped)
+        else:
+            skipped = []
+            # The common path: every "<" starts a tag; only the last one can be unfinished.
+            lt = data.rfind(b"<")
+            if lt < 0 or self._tag_end(data, lt + 1) >= 0:
+                out = data
+            else:
+                out = self._hold_tag(data, 0, lt)
+        if len(data) > self.limit:
+            # A tag wholly inside this read is never held, so never measured there: look for
+            # one longer than the limit (whatever the reads, the same tags are refused).
+            out = self._long_tag(data, out, skipped)
+        return head + out if head else out
 
-    def _scan_text(self, data: bytes, pos: int) -> bytes:
+    def _long_tag(self, data: bytes, out: bytes, skipped: "List[tuple[int, int]]") -> bytes:
+        """``out`` (the part of ``data`` to feed), or less with :attr:`error` set if a tag
+        within it is longer than the limit.  Any such tag holds no ``<`` after its own, so it
+        covers one of the windows of ``limit // 2`` bytes searched here (C-speed ``find``)."""
+        step = max(1, self.limit // 2)
+        stop = len(out)
+        pos = 0
+        while pos + step <= stop:
+            if data.find(b"<", pos, pos + step) >= 0:
+                pos += step
+                continue
+            lt = data.rfind(b"<", 0, pos)
+            following = data.find(b"<", pos + step)
+            if following < 0:
+                following = len(data)
+            if lt >= 0 and not any(a <= lt < b for a, b in skipped):
+                end = self._extent(data, lt)  # -1: unfinished, measured as it is held
+                if end - lt > self.limit:
+                    self.state = _TEXT
+                    self.held = bytearray()
+                    self.quote = None
+                    self.error = self._too_long()
+                    return data[:lt]
+            pos = max(pos + step, following)
+        return out
+
+    @staticmethod
+    def _extent(data: bytes, lt: int) -> int:
+        """Where the tag at ``lt`` ends (just past its ``>``), or -1; never raises."""
+        if data[lt + 1 : lt + 2] in (b"!", b"?"):
+            return lt + 1  # a comment, CDATA section, PI or declaration: measured elsewhere
+        pos = lt + 1
+        length = len(data)
+        while pos < length:
+            match = _IN_TAG.search(data, pos)
+            if match is None:
+                return -1
+            at = match.start()
+            char = data[at]
+            if char == 62:
+                return at + 1
+            if char == 60:
+                return at  # malformed: refused by expat or the guard
+            close = data.find(bytes((char,)), at + 1)
+            if close < 0:
+                return -1
+            pos = close + 1
+        return -1
+
+    def _scan_text(self, data: bytes, pos: int, skipped: "List[tuple[int, int]]") -> bytes:
         """From text at ``pos``: skip each comment, CDATA section and PI whole (tags and text
-        between them are left to expat), holding the first unfinished one."""
+        between them are left to expat, the skipped ones listed in ``skipped``), holding the
+        first unfinished one."""
         search = _MARKUP.search
         while True:
             match = search(data, pos)
@@ -190,6 +254,10 @@ class _TagGuard:
             if found < 0:
                 return self._hold(data, lt, kind, max(body, len(data) - len(closer) + 1))
             pos = found + len(closer)
+            if pos - lt > self.limit:
+                self.error = self._too_long()
+                return data[:lt]
+            skipped.append((lt, pos))
         lt = data.rfind(b"<", pos)
         if lt < 0 or self._tag_end(data, lt + 1) >= 0:
             return data
@@ -258,6 +326,8 @@ class _TagGuard:
         self.held = bytearray()
         held += data[:end]
         self.work += len(held)
+        if len(held) > self.limit:  # completed, but longer than the limit all the same
+            raise self._too_long()
         return bytes(held), data[end:]
 
     def _tag_end(self, data: bytes, pos: int) -> int:
@@ -365,6 +435,7 @@ class StreamParser:
         self._events: Optional[Deque[Any]] = None
         self._root: Optional[Element] = None
         self._last_out: Optional[Element] = None  # the last stanza taken out of the tree
+        self._carry = b""  # a character reference between stanzas cut by the last read
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -510,43 +581,62 @@ class StreamParser:
         max_depth = self._max_depth
         complete: List[Item] = []  # stanzas finished in this slice
         add = complete.append
-        for kind, elem in events:  # eight events per Disk push: kept lean
-            if kind == "start":
-                depth += 1
-                if depth == 2:
-                    began = start
-                    if elem.tag == _STREAM_TAG:
-                        raise ProtocolError("a second stream header inside the stream")
-                elif depth > max_depth:
-                    raise ProtocolError("stanza nested deeper than %d levels" % self.limits.max_depth)
-                elif depth == 1:
-                    self._root = elem
-            else:
-                depth -= 1
-                if depth == 1:
-                    if end - began > self._max_stanza:
-                        self.items += complete
-                        raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
-                    add(elem)
-                elif depth == 0:
-                    self.ended = True
-                    add(STREAM_END)
-        self.items += complete
-        completed = len(complete)
+        try:
+            for kind, elem in events:  # eight events per Disk push: kept lean
+                if kind == "start":
+                    depth += 1
+                    if depth == 2:
+                        began = start
+                        if elem.tag == _STREAM_TAG:
+                            raise ProtocolError("a second stream header inside the stream")
+                    elif depth > max_depth:
+                        raise ProtocolError("stanza nested deeper than %d levels" % self.limits.max_depth)
+                    elif depth == 1:
+                        self._root = elem
+                else:
+                    depth -= 1
+                    if depth == 1:
+                        if end - began > self._max_stanza:
+                            raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
+                        add(elem)
+                    elif depth == 0:
+                        self.ended = True
+                        add(STREAM_END)
+        except ProtocolError as exc:
+            # What completed before it is delivered, unless text between stanzas came first.
+            text = self._trim(complete, depth)
+            self.items += complete
+            raise text or exc
         self._depth = depth
         self._began = began
+        if complete or began == start:
+            # Text between stanzas before what completed or began here: refused before any
+            # item after it is delivered.
+            text = self._trim(complete, depth)
+            self.items += complete
+            if text is not None:
+                raise text
+        else:
+            self.items += complete
         if failure is not None:
             raise _malformed(failure)
         if depth >= 2 and end - began > self._max_stanza:
             raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
-        if completed:
-            self._trim(completed, depth)
         if depth == 1:
             # Text after the last tag, between stanzas: the tree builder keeps it to itself
             # until the next tag, so look at the bytes.
-            trailing = data[data.rfind(b">") + 1 :]
+            gt = data.rfind(b">")
+            trailing = data[gt + 1 :]
+            if gt < 0 and self._carry:
+                trailing = self._carry + trailing
+            self._carry = b""
             if trailing and not trailing.isspace():
-                raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
+                # Character references to whitespace are whitespace to the tree builder too;
+                # one cut short by this read is judged with the next.
+                match = _SPACE_TEXT.match(trailing)
+                if match is None:
+                    raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
+                self._carry = match.group(1) or b""
 
     @staticmethod
     def _read_public(pull: XMLPullParser[Element]) -> "tuple[List[Any], Optional[BaseException]]":
@@ -558,24 +648,42 @@ class StreamParser:
             return events, exc
         return events, None
 
-    def _trim(self, completed: int, depth: int) -> None:  # noqa: ARG002
+    def _trim(self, complete: List[Item], depth: int) -> Optional[ProtocolError]:
         """Drop delivered stanzas from the tree (the one still open stays), checking that only
-        whitespace stood between them."""
+        whitespace stood between them: on text, ``complete`` is cut to the items before it
+        and the error to raise is returned."""
         root = self._root
         if root is None:
-            return
+            return None
         keep = 1 if depth >= 2 else 0
         done = len(root) - keep
         # The text between stanzas sits in their tails (and the root's text); with the last
-        # stanza taken out before, all of it must be whitespace.
+        # stanza taken out before, all of it must be whitespace (XML's, ASCII).
         gaps = [child.tail for child in root[:done]]
         if self._last_out is not None:
             gaps.append(self._last_out.tail)
         gaps.append(root.text)
         between = "".join(filter(None, gaps))
-        if between and not between.isspace():
-            raise ProtocolError("text between stanzas (%d bytes)" % len(between.encode()))
+        if between and not (between.isspace() and between.isascii()):
+            return self._cut_at_text(complete)
         root.text = None
         if done:
             self._last_out = root[done - 1]
         del root[:done]
+        return None
+
+    def _cut_at_text(self, complete: List[Item]) -> ProtocolError:
+        """Text stands between stanzas: keep in ``complete`` only the items before it, raise."""
+        root = self._root
+        assert root is not None
+        first = "".join(filter(None, (root.text, self._last_out.tail if self._last_out is not None else None)))
+        keep = 0
+        if not first or (first.isspace() and first.isascii()):
+            for child in root:
+                keep += 1
+                tail = child.tail
+                if tail and not (tail.isspace() and tail.isascii()):
+                    break
+        size = len("".join(filter(None, [first] + [c.tail for c in root])).encode())
+        del complete[keep:]
+        return ProtocolError("text between stanzas (%d bytes)" % size)
