@@ -69,6 +69,9 @@ def assert_same_at_every_cut(data: bytes, limits: Optional[Limits] = None, step:
         b"<iq id='a'/> \n<iq id='b'/>\xc2\xa0<iq id='c'/>",  # no-break space is not XML whitespace
         b"<iq id='a'/>junk<a><b><c><d><e><f/></e></d></c></b></a>",  # text, then a stanza too deep
         b"<iq id='a'/><iq id='b'/>junk<iq id='c'/>&<",  # text, then malformed XML
+        b"<iq id='a'/>junk<!-- c -->",  # text before a comment or PI, nothing after
+        b"<iq id='a'/>junk<?p x?>",
+        b"junk<!-- c --><iq id='b'/>",
     ],
 )
 def test_text_between_stanzas_is_refused_at_the_text_whatever_the_reads(tail):
@@ -85,6 +88,7 @@ def test_text_between_stanzas_is_refused_at_the_text_whatever_the_reads(tail):
         (b"<iq id='a'/>&#33;<iq id='b'/>", "ProtocolError"),
         (b"<iq id='a'/>&#33;", "ProtocolError"),
         (b"<iq id='a'/>&amp;", "ProtocolError"),
+        (b"<iq id='a'/> <!-- c --> <?p x?>\n<iq id='b'><!-- x --></iq>", None),  # no text at all
     ],
 )
 def test_character_references_between_stanzas_whatever_the_reads(tail, error):

@@ -143,7 +143,7 @@ class _TagGuard:
     cannot appear in an attribute value) and only that tag is looked at.
     """
 
-    __slots__ = ("held", "state", "quote", "resume", "limit", "error", "work")
+    __slots__ = ("held", "state", "quote", "resume", "limit", "error", "work", "markup")
 
     def __init__(self, limit: int) -> None:
         self.error: Optional[ProtocolError] = None  # raised once the bytes before it are parsed
@@ -153,6 +153,7 @@ class _TagGuard:
         self.resume = 0  # where in held a terminator may start (comments, CDATA, PIs)
         self.limit = limit
         self.work = 0  # bytes searched or copied while markup was held (for the tests)
+        self.markup = False  # a comment, CDATA section or PI went out (the parser resets it)
 
     def ready(self, data: bytes) -> bytes:
         """What of the held bytes and ``data`` can be fed now; the rest stays held."""
@@ -164,6 +165,7 @@ class _TagGuard:
             head, data = done
         if (b"!" in data or b"?" in data) and (b"<!" in data or b"<?" in data):
             skipped: List["tuple[int, int]"] = []
+            self.markup = True
             out = self._scan_text(data, 0, skipped)
         else:
             skipped = []
@@ -300,6 +302,7 @@ class _TagGuard:
             self.held = bytearray()
             return b"", bytes(held) + data
         if state >= _COMMENT:
+            self.markup = True
             closer = _TERMINATOR[state]
             size = len(closer)
             start = self.resume  # the last size - 1 bytes held (or the body's start)
@@ -453,6 +456,7 @@ class StreamParser:
             data = guard.ready(data)
             if data:
                 self._feed(data)
+            guard.markup = False
             if guard.error is not None:
                 raise guard.error
         except ProtocolError as exc:
@@ -548,7 +552,9 @@ class StreamParser:
     # -- stage 2: stanzas through the C tree builder ------------------------------------------
 
     def _start_tree(self, prolog: bytes) -> None:
-        pull = self._pull = XMLPullParser(events=("start", "end"))
+        # Comment and PI events make the tree builder hand over the text before them (so text
+        # between stanzas is seen there too); they are dropped below.
+        pull = self._pull = XMLPullParser(events=("start", "end", "comment", "pi"))
         queue = getattr(pull, "_events_queue", None)
         # Draining ElementTree's event deque directly saves a generator step per event;
         # read_events() is the public fallback should the deque ever change.
@@ -576,6 +582,9 @@ class StreamParser:
         else:
             events, failure = self._read_public(pull)
         failure = failure or flushed
+        markup = self._guard.markup
+        if markup:
+            events = [event for event in events if event[0] == "start" or event[0] == "end"]
         depth = self._depth
         began = self._began
         max_depth = self._max_depth
@@ -609,7 +618,7 @@ class StreamParser:
             raise text or exc
         self._depth = depth
         self._began = began
-        if complete or began == start:
+        if complete or began == start or markup:
             # Text between stanzas before what completed or began here: refused before any
             # item after it is delivered.
             text = self._trim(complete, depth)
