@@ -136,6 +136,7 @@ def _established(limits: Optional[Any] = None, step: str = "established") -> Any
 
     h = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
     p = ClientProtocol(XYandexOAuth(fc.LOGIN, fc.TOKEN), tls=True, limits=limits)
+    p._new_id = lambda prefix: prefix + "1"  # the seed's bind_1 and session_1 (ids are random)
     p.initiate()
     p.receive_data(h + b"<stream:features/><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
     features = h + b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
