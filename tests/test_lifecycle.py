@@ -16,7 +16,7 @@ from yaxmpp.connection import TRANSITIONS as CONN_TRANSITIONS
 from yaxmpp.connection import ConnState
 from yaxmpp.session import TRANSITIONS, Session, State
 
-from .conftest import LOGIN, TOKEN, library_threads
+from .conftest import LOGIN, TOKEN, Recorder, library_threads
 from .scripted import ScriptedServer, pass_through, tls_redirector, wait_for_eof
 
 class Recording(random.Random):
@@ -403,14 +403,14 @@ def test_an_end_reported_while_connect_finishes_is_not_lost(server, make_client,
             reported.set()
             opened.wait(5)  # the reader waits here, before it finishes closing
 
-    def opened_once(connection, previous):
+    def opened_once(connection, previous, run):
         if first:
-            return real_opened(connection, previous)
+            return real_opened(connection, previous, run)
         first.append(connection)
         server.wait_for_session().close_stream()
         assert reported.wait(5)
         try:
-            return real_opened(connection, previous)
+            return real_opened(connection, previous, run)
         finally:
             opened.set()
 
@@ -418,3 +418,17 @@ def test_an_end_reported_while_connect_finishes_is_not_lost(server, make_client,
     monkeypatch.setattr(session, "_opened", opened_once)
     client.connect()
     assert server.wait_for_session(index=1, timeout=5).subscribed.wait(5)
+
+
+def test_a_client_closed_while_reconnecting_and_connected_again_still_reconnects(server, make_client):
+    lost = Recorder()
+    client = make_client(server, reconnect=yaxmpp.Reconnect(initial=0.05, maximum=0.05), on_disconnect=lost)
+    client.connect()
+    server.wait_for_session(index=0).drop()
+    assert lost.wait_for(1)
+    client.close()  # during the backoff wait of the first run's loop
+    client.connect()
+    assert server.wait_for_session(index=1).subscribed.wait(5)
+    server.wait_for_session(index=1).drop()
+    assert server.wait_for_session(index=2, timeout=5).subscribed.wait(5)  # the new run's loop
+    assert [t.name for t in library_threads()].count("yaxmpp-reconnect-%d" % client.number) == 1

@@ -110,7 +110,8 @@ class Session:
         self._connection: Optional[Connection] = None  # the open one, or the attempt in progress
         self._lost: Optional[Error] = None  # why the last session ended (for the reconnect loop)
         self._error: Optional[Error] = None  # what ended the client (state FAILED)
-        self._supervisor: Optional[threading.Thread] = None
+        self._supervisor: Optional[threading.Thread] = None  # the current run's reconnect loop
+        self._run = 0  # counts connect() calls: a reconnect loop serves only the run it began in
         self._closer: Optional[threading.Event] = None  # set when close() has finished
 
     # -- state ---------------------------------------------------------------------------
@@ -154,25 +155,30 @@ class Session:
             if state is State.CLOSING:
                 raise ClientClosed("the client is being closed")
             self._set(State.CONNECTING)
+            self._run += 1
+            run = self._run
             self._error = None
             self.delivery.reopen()
         with bound(self.redactor):
             try:
-                connection = self._connect_following_redirects(deadline)
-            except Error as exc:
+                connection = self._connect_following_redirects(deadline, run)
+            except BaseException as exc:
                 with self._cond:
-                    if self._state is State.CONNECTING:
-                        self._fail_locked(exc)  # a consumer waiting for notifications learns why
+                    if self._state is State.CONNECTING and self._run == run:
+                        # A consumer waiting for notifications learns why none come.
+                        self._fail_locked(exc if isinstance(exc, Error) else ClientClosed("connect() was interrupted"))
                         raise
+                if not isinstance(exc, Error):
+                    raise
                 raise ClientClosed("the client was closed during connect()") from None
-        self._opened(connection, State.CONNECTING)
+        self._opened(connection, State.CONNECTING, run)
 
-    def _connect_following_redirects(self, deadline: Deadline) -> Connection:
+    def _connect_following_redirects(self, deadline: Deadline, run: int) -> Connection:
         target: Target = self.options.targets()
         redirects = 0
         while True:
             try:
-                return self._attempt(target, deadline)
+                return self._attempt(target, deadline, run)
             except StreamError as exc:
                 if exc.other_host is None or redirects >= self.options.max_redirects:
                     raise
@@ -186,11 +192,11 @@ class Session:
             return host, self.options.port, self.options.tls_port
         return host, port, None  # a port named by the redirect: STARTTLS there, no fallback
 
-    def _attempt(self, target: Target, deadline: Deadline) -> Connection:
-        """One connection: dial, negotiate, subscribe.  Cleans up on failure."""
+    def _attempt(self, target: Target, deadline: Deadline, run: int) -> Connection:
+        """One connection of run ``run``: dial, negotiate, subscribe.  Cleans up on failure."""
         connection = Connection(self.options, target, self.redactor, self.delivery.put_notifications, self._ended)
         with self._cond:
-            if self._state not in (State.CONNECTING, State.RECONNECTING):
+            if self._state not in (State.CONNECTING, State.RECONNECTING) or self._run != run:
                 raise ClientClosed("the client was closed")
             self._connection = connection  # so that close() can abort it
         try:
@@ -202,10 +208,10 @@ class Session:
             raise
         return connection
 
-    def _opened(self, connection: Connection, previous: State) -> None:
-        """An attempt succeeded: the session is open (unless close() came first)."""
+    def _opened(self, connection: Connection, previous: State, run: int) -> None:
+        """An attempt of run ``run`` succeeded: the session is open (unless close() came first)."""
         with self._cond:
-            if self._state is not previous or self._connection is not connection:
+            if self._state is not previous or self._connection is not connection or self._run != run:
                 closing = True
             else:
                 closing = False
@@ -213,9 +219,11 @@ class Session:
                 log.info("connected as %s", connection.jid)
                 self.delivery.start()
                 self.delivery.put_call(self.options.on_connect, self._owner)
-                if self.options.reconnect is not None and self._supervisor is None:
+                if self.options.reconnect is not None and previous is State.CONNECTING:
+                    # A loop of this run's own (one of an earlier run, if still ending, stops
+                    # by itself: it serves only its run).
                     self._supervisor = threading.Thread(
-                        target=self._supervise, name="yaxmpp-reconnect-%d" % self.number, daemon=True
+                        target=self._supervise, args=(run,), name="yaxmpp-reconnect-%d" % self.number, daemon=True
                     )
                     self._supervisor.start()
                 if connection.ended:  # lost while we were getting here
@@ -242,37 +250,31 @@ class Session:
 
     def _fail_locked(self, error: Error) -> None:
         """End the client with ``error``: every consumer learns it."""
-        if self._supervisor is threading.current_thread():
-            self._supervisor = None  # a later connect() starts a loop of its own
         self._error = error
         self._set(State.FAILED)
         self.delivery.end(error)
 
     # -- the reconnect loop ------------------------------------------------------------------
 
-    def _supervise(self) -> None:
+    def _supervise(self, run: int) -> None:
         try:
             with bound(self.redactor):
-                self._reconnect_loop()
+                self._reconnect_loop(run)
         except BaseException as exc:  # a bug must end the client loudly, never silently
             log.exception("the reconnect loop failed")
             with self._cond:
-                if self._state in (State.CONNECTED, State.RECONNECTING):
+                if self._state in (State.CONNECTED, State.RECONNECTING) and self._run == run:
                     self._fail_locked(LocalProtocolError("the reconnect loop failed: %s" % type(exc).__name__))
-        finally:
-            with self._cond:
-                if self._supervisor is threading.current_thread():
-                    self._supervisor = None
 
-    def _reconnect_loop(self) -> None:
+    def _reconnect_loop(self, run: int) -> None:
         policy = self.options.reconnect
         assert policy is not None
         attempt = 0
         while True:
             with self._cond:
-                while self._state is State.CONNECTED:
+                while self._state is State.CONNECTED and self._run == run:
                     self._cond.wait()
-                if self._state is not State.RECONNECTING:
+                if self._state is not State.RECONNECTING or self._run != run:
                     return
                 connection, error = self._connection, self._lost
             assert connection is not None and error is not None
@@ -286,17 +288,17 @@ class Session:
                 if policy.gives_up(attempt, error):
                     log.warning("not reconnecting after: %s", error)
                     with self._cond:
-                        if self._state is State.RECONNECTING:
+                        if self._state is State.RECONNECTING and self._run == run:
                             self._fail_locked(error)
                     return
                 delay = policy.delay(attempt)
                 attempt += 1
                 log.info("reconnecting in %.2fs (attempt %d) after: %s", delay, attempt, error)
                 with self._cond:
-                    if self._cond.wait_for(lambda: self._state is not State.RECONNECTING, delay):
+                    if self._cond.wait_for(lambda: self._state is not State.RECONNECTING or self._run != run, delay):
                         return  # closed during the wait
                 try:
-                    connection = self._attempt(target, Deadline(self.options.timeout))
+                    connection = self._attempt(target, Deadline(self.options.timeout), run)
                 except ClientClosed:
                     return
                 except Error as exc:
@@ -307,7 +309,7 @@ class Session:
                         redirects, target, error = self._follow(exc, redirects)
                     continue
                 try:
-                    self._opened(connection, State.RECONNECTING)
+                    self._opened(connection, State.RECONNECTING, run)
                 except ClientClosed:
                     return
                 break
