@@ -432,3 +432,59 @@ def test_a_client_closed_while_reconnecting_and_connected_again_still_reconnects
     server.wait_for_session(index=1).drop()
     assert server.wait_for_session(index=2, timeout=5).subscribed.wait(5)  # the new run's loop
     assert [t.name for t in library_threads()].count("yaxmpp-reconnect-%d" % client.number) == 1
+
+
+def test_close_from_a_callback_during_close_returns_at_once(server, make_client):
+    """on_disconnect(None) runs during close(); its own close() must not wait for the outer one
+    (which waits for the callback): the whole close ends well within close_timeout."""
+    holder = {}
+    inner_done = threading.Event()
+
+    def on_disconnect(error):
+        holder["client"].close()
+        inner_done.set()
+
+    client = make_client(server, on_disconnect=on_disconnect, close_timeout=30.0)
+    holder["client"] = client
+    client.connect()
+    started = time.monotonic()
+    client.close()
+    assert inner_done.is_set() and client.state is State.CLOSED
+    assert time.monotonic() - started < 10  # not the 30 s close_timeout
+
+
+def test_an_interrupted_close_still_leaves_the_client_closed(server, make_client, monkeypatch):
+    from yaxmpp.connection import Connection
+
+    client = make_client(server, close_timeout=2).connect()
+    real = Connection.close
+    calls: List[int] = []
+
+    def interrupted(self, deadline):
+        if not calls:
+            calls.append(1)
+            raise KeyboardInterrupt  # Ctrl-C (or the CLI's SIGTERM) while close() waits
+        return real(self, deadline)
+
+    monkeypatch.setattr(Connection, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        client.close()
+    assert client.state is State.CLOSED
+    assert server.wait_for_session().wait_ended(5)  # the connection was aborted all the same
+    client.connect()  # and the client can be used again
+    assert client.connected
+
+
+def test_a_bug_below_connect_is_a_typed_error(server, make_client, monkeypatch, caplog):
+    from yaxmpp.connection import Connection
+
+    def broken(self, deadline):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(Connection, "open", broken)
+    client = make_client(server)
+    with pytest.raises(yaxmpp.LocalProtocolError, match="internal error during connect"):
+        client.connect()
+    assert client.state is State.FAILED
+    with pytest.raises(yaxmpp.LocalProtocolError):
+        client.get_notification(timeout=1)

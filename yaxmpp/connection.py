@@ -172,11 +172,6 @@ class Connection:
         return self._stream_over or self._ended.is_set()
 
     @property
-    def aborted(self) -> bool:
-        """close() or abort() was called (so a failure of open() is the caller's doing)."""
-        return self._closing
-
-    @property
     def end_error(self) -> Optional[Error]:
         return self._end_error
 
@@ -199,9 +194,6 @@ class Connection:
             return 0.0
         end = self.ended_at if self.ended_at is not None else time.monotonic()
         return end - self.established_at
-
-    def wait_ended(self, timeout: Optional[float] = None) -> bool:
-        return self._ended.wait(timeout)
 
     # -- opening -------------------------------------------------------------------------
 
@@ -534,7 +526,7 @@ class Connection:
         assert self._transport is not None
         self._transport.shutdown()  # wakes the reader if it still waits
         if reader is not threading.current_thread():
-            reader.join(max(0.5, deadline.remaining() or 0.0))
+            reader.join(max(0.2, deadline.remaining() or 0.0))  # shutdown() has woken it
             if reader.is_alive():  # pragma: no cover - the reader only waits on the socket
                 log.warning("the reader thread did not stop in time")
 

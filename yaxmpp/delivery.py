@@ -162,6 +162,11 @@ class Delivery:
         self._thread = threading.Thread(target=self._dispatch, name=self._name, daemon=True)
         self._thread.start()
 
+    @property
+    def on_dispatcher_thread(self) -> bool:
+        """Whether the caller is the dispatcher thread (a callback is running)."""
+        return self._thread is not None and self._thread is threading.current_thread()
+
     def join(self, timeout: Optional[float]) -> bool:
         """Wait for the dispatcher to finish (never from itself); True if it did."""
         thread = self._thread

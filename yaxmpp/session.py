@@ -112,7 +112,6 @@ class Session:
         self._error: Optional[Error] = None  # what ended the client (state FAILED)
         self._supervisor: Optional[threading.Thread] = None  # the current run's reconnect loop
         self._run = 0  # counts connect() calls: a reconnect loop serves only the run it began in
-        self._closer: Optional[threading.Event] = None  # set when close() has finished
 
     # -- state ---------------------------------------------------------------------------
 
@@ -163,15 +162,28 @@ class Session:
             try:
                 connection = self._connect_following_redirects(deadline, run)
             except BaseException as exc:
+                failure = self._connect_failure(exc)
                 with self._cond:
                     if self._state is State.CONNECTING and self._run == run:
-                        # A consumer waiting for notifications learns why none come.
-                        self._fail_locked(exc if isinstance(exc, Error) else ClientClosed("connect() was interrupted"))
-                        raise
-                if not isinstance(exc, Error):
+                        self._fail_locked(failure)  # a consumer waiting for notifications learns why
+                    else:
+                        failure = ClientClosed("the client was closed during connect()")
+                if not isinstance(exc, Exception):
+                    raise  # KeyboardInterrupt, SystemExit: the caller's own
+                if failure is exc:
                     raise
-                raise ClientClosed("the client was closed during connect()") from None
+                raise failure from None
         self._opened(connection, State.CONNECTING, run)
+
+    @staticmethod
+    def _connect_failure(exc: BaseException) -> Error:
+        """The typed error a failed connect() reports (a bug below becomes LocalProtocolError)."""
+        if isinstance(exc, Error):
+            return exc
+        if isinstance(exc, Exception):
+            log.error("connect() failed inside the library", exc_info=True)
+            return LocalProtocolError("internal error during connect(): %s" % type(exc).__name__)
+        return ClientClosed("connect() was interrupted")
 
     def _connect_following_redirects(self, deadline: Deadline, run: int) -> Connection:
         target: Target = self.options.targets()
@@ -402,7 +414,10 @@ class Session:
             state = self._state
             if state is State.CLOSED:
                 return
-            if state is State.CLOSING:  # another thread is closing: wait for it, bounded
+            if state is State.CLOSING:
+                if self.delivery.on_dispatcher_thread:
+                    return  # a callback of the close() in progress, which waits for it
+                # Another thread is closing: wait for it, bounded.
                 self._cond.wait_for(lambda: self._state is not State.CLOSING, deadline.remaining())
                 return
             if state is State.IDLE:
@@ -412,17 +427,22 @@ class Session:
                 return
             self._set(State.CLOSING)
             connection, supervisor = self._connection, self._supervisor
-        if connection is not None:
-            connection.close(deadline)  # aborts a connect() in progress
-        if supervisor is not None and supervisor is not threading.current_thread():
-            supervisor.join(max(0.1, deadline.remaining() or 0.0))
-        if state is State.CONNECTED:
-            self.delivery.put_call(self.options.on_disconnect, None)
-        self.delivery.end(None)  # after a failure, consumers still learn that error
-        self.delivery.join(max(0.1, deadline.remaining() or 0.0))
-        with self._cond:
-            self._connection = None
-            self._set(State.CLOSED)
+        try:
+            if connection is not None:
+                connection.close(deadline)  # aborts a connect() in progress
+            if supervisor is not None and supervisor is not threading.current_thread():
+                supervisor.join(max(0.1, deadline.remaining() or 0.0))
+            if state is State.CONNECTED:
+                self.delivery.put_call(self.options.on_disconnect, None)
+            self.delivery.end(None)  # after a failure, consumers still learn that error
+            self.delivery.join(max(0.1, deadline.remaining() or 0.0))
+        finally:  # also when interrupted (Ctrl-C): the client ends CLOSED, never stuck CLOSING
+            if connection is not None:
+                connection.abort()  # nothing to do once closed; never blocks
+            self.delivery.end(None)
+            with self._cond:
+                self._connection = None
+                self._set(State.CLOSED)
 
     def describe(self) -> str:
         """The state in a few words, for ``repr`` (masked: a server chooses the JID)."""
