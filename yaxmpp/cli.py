@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Stop(Exception):
-    """SIGTERM arrived."""
+class _Stop(BaseException):
+    """SIGTERM arrived (like KeyboardInterrupt, not an Exception: nothing may swallow it)."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
