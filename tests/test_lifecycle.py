@@ -31,6 +31,11 @@ class Recording(random.Random):
         return b
 
 
+def _scripted_client(port: int, server, **options) -> yaxmpp.Client:
+    """A client for a scripted server on ``port`` (STARTTLS only) that trusts the stand-in's CA."""
+    return yaxmpp.Client(LOGIN, TOKEN, host="127.0.0.1", port=port, tls_port=None, cafile=server.cafile, **options)
+
+
 # -- the tables ---------------------------------------------------------------------------------
 
 
@@ -87,16 +92,8 @@ def test_a_server_that_redirects_to_itself_cannot_cause_a_storm(server):
     rng = Recording()
     with ScriptedServer(script) as redirector:
         holder["port"] = redirector.port
-        client = yaxmpp.Client(
-            LOGIN,
-            TOKEN,
-            host="127.0.0.1",
-            port=redirector.port,
-            tls_port=None,
-            cafile=server.cafile,
-            timeout=5,
-            reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.05, max_attempts=6, rng=rng),
-        )
+        policy = yaxmpp.Reconnect(initial=0.01, maximum=0.05, max_attempts=6, rng=rng)
+        client = _scripted_client(redirector.port, server, timeout=5, reconnect=policy)
         try:
             client.connect()
             server.wait_for_session().drop()
@@ -139,16 +136,8 @@ def test_iterator_raises_when_the_policy_gives_up_with_a_timeout(server):
             wait_for_eof(sock, 10)
 
     with ScriptedServer(script) as gateway:
-        client = yaxmpp.Client(
-            LOGIN,
-            TOKEN,
-            host="127.0.0.1",
-            port=gateway.port,
-            tls_port=None,
-            cafile=server.cafile,
-            timeout=0.5,
-            reconnect=yaxmpp.Reconnect(initial=0.01, maximum=0.01, max_attempts=2),
-        )
+        policy = yaxmpp.Reconnect(initial=0.01, maximum=0.01, max_attempts=2)
+        client = _scripted_client(gateway.port, server, timeout=0.5, reconnect=policy)
         try:
             client.connect()
             server.wait_for_session().drop()
@@ -267,7 +256,7 @@ def test_concurrent_connect_is_a_usage_error_and_the_first_one_wins(server):
         pass_through(sock, server.starttls_port)
 
     with ScriptedServer(slow) as gateway:
-        client = yaxmpp.Client(LOGIN, TOKEN, host="127.0.0.1", port=gateway.port, tls_port=None, cafile=server.cafile, timeout=10)
+        client = _scripted_client(gateway.port, server, timeout=10)
         errors: List[BaseException] = []
         first = threading.Thread(target=lambda: _catch(client.connect, errors))
         first.start()

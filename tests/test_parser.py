@@ -13,6 +13,8 @@ from yaxmpp import Limits, ProtocolError
 from yaxmpp.protocol import ns
 from yaxmpp.protocol.parser import STREAM_END, StreamHeader, StreamParser
 
+from .core_harness import FEATURES_TLS
+
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 #: The server's stream header of step 1, byte for byte (single quotes, with a declaration).
@@ -21,15 +23,7 @@ SEED_HEADER = (
     b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
     b"id='4235063168' from='ya.ru' version='1.0' xml:lang='en'>"
 )
-SEED_FEATURES = (
-    b"<stream:features>\n"
-    b'  <starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>\n'
-    b'  <compression xmlns="http://jabber.org/features/compress">\n'
-    b"    <method>zlib</method>\n"
-    b"  </compression>\n"
-    b'  <mechanisms xmlns="urn:ietf:params:xml:ns:xmpp-sasl"/>\n'
-    b"</stream:features>"
-)
+SEED_FEATURES = FEATURES_TLS  # the seed's features before TLS
 SEED_PROCEED = b'<proceed xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>'
 SEED_BIND_RESULT = (
     b'<iq xmlns="jabber:client" type="result" id="bind_1">\n'
