@@ -24,6 +24,7 @@ EXAMPLES = [
     errors.IqError("iq abc", "service-unavailable", "cancel", "no such service"),
     errors.SubscribeError("forbidden", "auth", "no"),
     errors.ClientClosed("closed"),
+    errors.APIError("cloud-api.yandex.net answered HTTP 401", status=401, error="UnauthorizedError", description="Unauthorized"),
 ]
 
 

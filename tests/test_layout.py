@@ -29,11 +29,16 @@ LAYERS: List[Set[str]] = [
         "yaxmpp.protocol.core",
     },
     {"yaxmpp.deadline", "yaxmpp.cancel", "yaxmpp.compression", "yaxmpp.tls", "yaxmpp.transport", "yaxmpp.dial"},
+    {"yaxmpp.https", "yaxmpp.diskapi", "yaxmpp.resync"},
     {"yaxmpp.policy", "yaxmpp.options", "yaxmpp.delivery"},
     {"yaxmpp.connection"},
     {"yaxmpp.session"},
     {"yaxmpp.client"},
-    {"yaxmpp", "yaxmpp.testing", "yaxmpp.testing.server", "yaxmpp.testing.__main__", "yaxmpp.demo", "yaxmpp.cli", "yaxmpp.__main__"},
+    {"yaxmpp", "yaxmpp.testing", "yaxmpp.testing.server", "yaxmpp.testing.rest", "yaxmpp.testing.__main__", "yaxmpp.demo"},
+    {"yaxmpp.cli.common"},
+    {"yaxmpp.cli.watch"},
+    {"yaxmpp.cli"},
+    {"yaxmpp.__main__"},
 ]
 
 

@@ -30,6 +30,7 @@ from .options import Options  # noqa: E402
 from .session import State  # noqa: E402
 from .errors import (  # noqa: E402
     AuthError,
+    APIError,
     ClientClosed,
     ConnectError,
     ConnectionLost,
@@ -45,6 +46,7 @@ from .errors import (  # noqa: E402
     UsageError,
 )
 from .protocol.disk import Change, Notification  # noqa: E402
+from .resync import Resync  # noqa: E402
 from .policy import Reconnect  # noqa: E402
 from .protocol.limits import Limits  # noqa: E402
 from .protocol.sasl import Mechanism, Plain, XOAuth2, XYandexOAuth  # noqa: E402
@@ -62,6 +64,7 @@ __all__ = [
     "Plain",
     "XOAuth2",
     "Notification",
+    "Resync",
     "Change",
     "SubscribeError",
     "Error",
@@ -77,4 +80,5 @@ __all__ = [
     "IqError",
     "ConnectionLost",
     "ClientClosed",
+    "APIError",
 ]

@@ -15,6 +15,7 @@
     ├── AuthError                       SASL failure; ``.condition``
     ├── IqError                         an iq request was refused; ``.condition``
     │   └── SubscribeError                   the Disk push subscription was refused
+    ├── APIError                        an HTTPS API (Disk REST, OAuth) said no; ``.status``, ``.error``
     └── ClientClosed                    the client was closed by its user
 
 Every error pickles and unpickles to an equal message and equal fields: each class passes
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectionLost",
     "ClientClosed",
     "SubscribeError",
+    "APIError",
 ]
 
 
@@ -196,3 +198,23 @@ class SubscribeError(IqError):
 
 class ClientClosed(Error):
     """The operation needs an open client, but the client was closed by its user."""
+
+
+class APIError(Error):
+    """An HTTPS API (the Disk REST API, Yandex OAuth) answered with an error, or with
+    something that is not the JSON it documents.
+
+    ``status`` is the HTTP status (None when the answer was not HTTP at all), ``error`` the
+    API's machine-readable error (``UnauthorizedError``, ``authorization_pending``, ...) when
+    it gave one, ``description`` its human-readable text.  Secrets the request carried are
+    masked out of both before this is raised.
+    """
+
+    def __init__(self, message: str, status: Optional[int] = None, error: Optional[str] = None, description: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.args[0], self.status, self.error, self.description))

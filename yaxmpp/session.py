@@ -234,10 +234,14 @@ class Session:
                 if self.options.reconnect is not None and previous is State.CONNECTING:
                     # A loop of this run's own (one of an earlier run, if still ending, stops
                     # by itself: it serves only its run).
-                    self._supervisor = threading.Thread(
+                    supervisor = threading.Thread(
                         target=self._supervise, args=(run,), name="yaxmpp-reconnect-%d" % self.number, daemon=True
                     )
-                    self._supervisor.start()
+                    supervisor.start()
+                    # Only a started thread is recorded: a signal handler may raise (SIGTERM
+                    # in `yaxmpp watch`) inside start(), and close() must not join a thread
+                    # that never ran (a loop that did start ends by itself once closed).
+                    self._supervisor = supervisor
                 if connection.ended:  # lost while we were getting here
                     self._lost_locked(connection, connection.end_error)
         if closing:

@@ -125,6 +125,9 @@ class Notification:
 
     __slots__ = ("element", "received_at", "iq_id", "sender", "_changes", "_xml")
 
+    #: False here, True on a :class:`yaxmpp.Resync` (the gap marker after a reconnect).
+    is_resync = False
+
     def __init__(
         self,
         element: Element,

@@ -1,0 +1,59 @@
+"""The Yandex.Disk REST API, the little of it yaxmpp needs: ``GET /v1/disk/``.
+
+Its answer carries the disk's ``revision`` (a number that grows with every change: compared
+across a gap in the push stream it says whether something changed meanwhile) and the account's
+``user.login`` (the name the push service wants).  One bounded HTTPS request (:mod:`yaxmpp.https`);
+the token goes only into the ``Authorization`` header and is masked out of every error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple, Optional
+
+from .cancel import Cancel
+from .errors import APIError
+from .https import request_json
+from .protocol.redact import Secret
+
+__all__ = ["DEFAULT_API_URL", "DiskInfo", "disk_info"]
+
+DEFAULT_API_URL = "https://cloud-api.yandex.net"
+
+
+class DiskInfo(NamedTuple):
+    """What ``GET /v1/disk/`` said: ``revision`` and ``login`` (None when absent), ``raw``
+    (the whole JSON object)."""
+
+    revision: Optional[int]
+    login: Optional[str]
+    raw: Dict[str, Any]
+
+
+def disk_info(
+    token: "str | Secret",
+    *,
+    api_url: str = DEFAULT_API_URL,
+    timeout: float = 10.0,
+    cafile: Optional[str] = None,
+    cancel: Optional[Cancel] = None,
+) -> DiskInfo:
+    """Ask the Disk REST API about the token's disk (``Authorization: OAuth <token>``).
+
+    Raises :class:`~yaxmpp.APIError` (``status`` 401 for a token that is wrong, expired or
+    lacks Disk access), :class:`~yaxmpp.NetworkError` subclasses, or
+    :class:`~yaxmpp.UsageError` for a bad ``api_url``.
+    """
+    value = token.reveal() if isinstance(token, Secret) else token
+    url = api_url.rstrip("/") + "/v1/disk/"
+    document = request_json(
+        "GET", url, headers={"Authorization": "OAuth %s" % value}, timeout=timeout, cafile=cafile, secrets=[value], cancel=cancel
+    )
+    revision = document.get("revision")
+    if isinstance(revision, bool) or not isinstance(revision, (int, type(None))):
+        if isinstance(revision, str) and revision.isdigit():
+            revision = int(revision)
+        else:
+            raise APIError("the Disk API answered a revision that is not a number", status=200)
+    user = document.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
+    return DiskInfo(revision, login if isinstance(login, str) else None, document)
