@@ -25,7 +25,7 @@ import ssl
 import struct
 import sys
 import threading
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .cancel import MAX_WAIT, wait_socket
 from .compression import Deflater, Inflater
@@ -90,6 +90,11 @@ class Transport:
     @property
     def tls_version(self) -> Optional[str]:
         return self._tls.version() if self._tls is not None else None
+
+    def peer_certificate(self) -> Optional[Dict[str, Any]]:
+        """The server's certificate as :meth:`ssl.SSLObject.getpeercert` gives it (None before
+        TLS, or when it was not verified)."""
+        return self._tls.getpeercert() if self._tls is not None else None
 
     @property
     def cipher(self) -> Optional[str]:

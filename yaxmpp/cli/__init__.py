@@ -12,7 +12,7 @@ import sys
 from typing import Any, List, Optional
 
 from .._version import __version__
-from . import watch
+from . import doctor, login, watch
 from .common import EXIT_AUTH, EXIT_CONNECT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, TOKEN_ENV
 from .watch import change_records, run_watch
 
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="yaxmpp %s" % __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     watch.register(commands)
+    login.register(commands)
+    doctor.register(commands)
     demo = commands.add_parser("demo", help="run a whole session against the built-in loopback server")
     demo.add_argument("-v", "--verbose", action="store_true", help="also show the XML traffic (token masked)")
     demo.set_defaults(run=_run_demo)

@@ -11,6 +11,8 @@ import signal
 import threading
 from typing import Any, Dict, Iterator, Optional, TextIO
 
+from .stored import add_account_arguments, stored_account
+
 __all__ = [
     "EXIT_OK",
     "EXIT_ERROR",
@@ -79,16 +81,27 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compress", action="store_true", help="ask for zlib stream compression")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: with XML)")
+    add_account_arguments(parser)  # --credentials, --oauth-url, --api-url: for the stored credentials
 
 
-def read_token(args: argparse.Namespace) -> Optional[str]:
-    """The token from ``--token-file``, else from :data:`TOKEN_ENV`; None when neither has one.
+def read_token(args: argparse.Namespace, err: Optional[TextIO] = None) -> Optional[str]:
+    """The token from ``--token-file``, else from :data:`TOKEN_ENV`, else from the stored
+    credentials (refreshed first when near expiry; they also set ``args.login`` when it is
+    unset); None when none has one.
 
-    OSError or UnicodeDecodeError for a file that cannot be read."""
+    OSError or UnicodeDecodeError for a file that cannot be read; a :class:`yaxmpp.Error`
+    when the stored credentials cannot be used."""
     if args.token_file:
         with open(args.token_file, encoding="utf-8") as f:
             return f.read().strip() or None
-    return os.environ.get(TOKEN_ENV, "").strip() or None
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if token is None:
+        account = stored_account(args, err)
+        if account is not None:
+            if not getattr(args, "login", None):
+                args.login = account[0]
+            token = account[1]
+    return token
 
 
 def client_options(args: argparse.Namespace) -> Dict[str, Any]:

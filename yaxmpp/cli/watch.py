@@ -79,8 +79,12 @@ def _text_line(record: Dict[str, Any]) -> str:
 
 
 def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from ..errors import Error
+
     try:
-        token = read_token(args)
+        token = read_token(args, err)
+    except Error as exc:  # the stored credentials could not be used (before OSError: ConnectError is one)
+        return fail(exit_code(exc), str(exc), err)
     except OSError as exc:
         return fail(EXIT_USAGE, "cannot read the token file: %s" % (exc.strerror or exc), err)
     except UnicodeDecodeError:

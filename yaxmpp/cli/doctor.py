@@ -1,0 +1,113 @@
+"""``yaxmpp doctor``: the connection one step at a time, each with its verdict, timing and,
+on failure, what it means and what to try (:mod:`yaxmpp.doctor`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional, TextIO
+
+from .common import (
+    EXIT_AUTH,
+    EXIT_OK,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    Stop,
+    add_connection_arguments,
+    exit_code,
+    fail,
+    logging_to,
+    read_token,
+    sigterm_stops,
+)
+from .stored import add_account_arguments
+
+__all__ = ["register", "run_doctor", "step_line"]
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the connection step by step and say what is wrong",
+        description="Run the connection one step at a time (DNS, TCP, TLS, stream, SASL, bind, session, "
+        "subscription, ping, close) and print one line per step with its result and timing; on a failure, "
+        "what it means and what to try. The token comes from --token-file, %s, or the stored "
+        "credentials of `yaxmpp login`. Exit 0 only when every step passed." % TOKEN_ENV,
+    )
+    add_connection_arguments(doctor)
+    for action in doctor._actions:  # the stored credentials can name the login
+        if "--login" in action.option_strings:
+            action.required = False
+    add_account_arguments(doctor)
+    doctor.add_argument("--rest", action="store_true", help="also check the token with the Disk REST API")
+    doctor.add_argument("--json", action="store_true", help="one JSON object per step")
+    doctor.set_defaults(run=run_doctor)
+
+
+def step_line(step: "object") -> List[str]:
+    """The text lines of one step: the verdict, then the hint (if any)."""
+    from ..doctor import StepResult
+
+    assert isinstance(step, StepResult)
+    lines = ["%-4s %-27s %8.1f ms  %s" % ("ok" if step.ok else "FAIL", step.title, step.seconds * 1000, step.detail)]
+    if step.hint:
+        lines.append("     -> %s" % step.hint)
+    return lines
+
+
+def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    import yaxmpp
+    from ..doctor import StepResult, diagnose
+
+    try:
+        token = read_token(args, err)
+    except yaxmpp.Error as exc:
+        return fail(exit_code(exc), str(exc), err)
+    except OSError as exc:
+        return fail(EXIT_USAGE, "cannot read the token file %s: %s" % (args.token_file, exc.strerror or exc), err)
+    except UnicodeDecodeError:
+        return fail(EXIT_USAGE, "the token file %s is not UTF-8 text" % args.token_file, err)
+    if not token:
+        return fail(EXIT_USAGE, "no token: use --token-file, set %s, or run `yaxmpp login`" % TOKEN_ENV, err)
+    if not args.login:
+        return fail(EXIT_USAGE, "no login: use --login NAME (the account name, without @yandex.ru), or run `yaxmpp login`", err)
+
+    def show(step: StepResult) -> None:
+        if args.json:
+            out.write(json.dumps(step.to_json(), ensure_ascii=False) + "\n")
+        else:
+            out.write("".join(line + "\n" for line in step_line(step)))
+        out.flush()
+
+    options = {
+        "port": args.port,
+        "tls_port": args.tls_port,
+        "cafile": args.cafile,
+        "domain": args.domain,
+        "resource": args.resource or None,
+        "timeout": args.timeout,
+        "compress": args.compress,
+    }
+    if args.host:
+        options["host"] = args.host
+    first: Optional[StepResult] = None
+    with logging_to(err, args.verbose), sigterm_stops():
+        try:
+            steps = diagnose(args.login, token, rest=args.rest, api_url=args.api_url, on_step=show, **options)
+        except (KeyboardInterrupt, Stop):
+            return fail(1, "interrupted", err)
+        except (ValueError, TypeError) as exc:  # yaxmpp.UsageError is a ValueError
+            return fail(EXIT_USAGE, str(exc), err)
+        except BrokenPipeError:
+            return EXIT_OK
+    for step in steps:
+        if not step.ok:
+            first = step
+            break
+    if first is None:
+        return EXIT_OK
+    assert first.error is not None
+    if isinstance(first.error, yaxmpp.APIError) and first.error.status in (401, 403):
+        return EXIT_AUTH  # the REST API refused the token
+    return exit_code(first.error)
