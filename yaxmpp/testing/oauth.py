@@ -43,7 +43,8 @@ class OAuthStandIn:
     ...) from which the user has confirmed (None: never).  ``deny``: the user refuses
     (``access_denied``).  ``expire_after``: polls after which the code has expired
     (``expired_token``; None: never).  ``slow_down_on``: polls answered ``slow_down``.
-    ``interval``, ``expires_in``: what ``/device/code`` announces.  ``token_lifetime``: the
+    ``interval``, ``expires_in``: what ``/device/code`` announces.  ``access_tokens``: the
+    access tokens to hand out first, in order (then made-up ones).  ``token_lifetime``: the
     ``expires_in`` of issued tokens.  ``polls`` counts device-code token requests,
     ``refreshes`` the refresh requests; ``issued`` lists every access token handed out.
     """
@@ -63,6 +64,7 @@ class OAuthStandIn:
         token_lifetime: int = 31536000,
         user_code: str = "WXYZ-1234",
         verification_url: str = "https://ya.ru/device",
+        access_tokens: Tuple[str, ...] = (),
     ) -> None:
         self.api = api
         self.client_id = client_id
@@ -82,6 +84,7 @@ class OAuthStandIn:
         self.device_codes: Set[str] = set()
         self.refresh_tokens: Set[str] = set()
         self.device_requests: List[Dict[str, str]] = []
+        self._next_tokens = list(access_tokens)
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         api.route("POST", "/device/code", self._device_code)
@@ -94,7 +97,10 @@ class OAuthStandIn:
 
     def _issue(self) -> Answer:
         number = next(self._numbers)
-        access = "y0_standin_access_%04d_%s" % (number, "a1b2c3d4e5f60718293a4b5c6d7e8f90")
+        if self._next_tokens:
+            access = self._next_tokens.pop(0)
+        else:
+            access = "y0_standin_access_%04d_%s" % (number, "a1b2c3d4e5f60718293a4b5c6d7e8f90")
         refresh = "1:standin:refresh_%04d:%s" % (number, "0f1e2d3c4b5a69788796a5b4c3d2e1f0")
         self.issued.append(access)
         self.refresh_tokens.add(refresh)
