@@ -1,0 +1,254 @@
+"""``yaxmpp doctor`` and yaxmpp.doctor against the stand-ins: every step passing, and each
+failure the issue names, with its step, hint and exit code."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import ssl
+import time
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+import trustme
+
+import yaxmpp.cli
+from yaxmpp import doctor
+from yaxmpp.testing import CA_FILE, FakeServer
+from yaxmpp.testing.rest import RestStandIn
+
+from .conftest import LOGIN, TOKEN, closed_port
+from .scripted import STREAM_HEAD, ScriptedServer, read_until, server_tls_context, wait_for_eof
+
+ALL_STEPS = ["resolve", "tcp-starttls", "tcp-tls", "starttls", "tls", "stream", "sasl", "bind", "session", "subscribe", "ping", "close"]
+
+
+def cli(argv: List[str]) -> Tuple[int, str, str]:
+    parser = yaxmpp.cli._parser()
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    code = args.run(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def doctor_args(options: Dict[str, Any], *extra: str, login: str = LOGIN) -> List[str]:
+    def port(value: Any) -> str:
+        return "none" if value is None else str(value)
+
+    return [
+        "doctor",
+        "--login",
+        login,
+        "--host",
+        options["host"],
+        "--port",
+        port(options["port"]),
+        "--tls-port",
+        port(options["tls_port"]),
+        "--cafile",
+        options.get("cafile") or CA_FILE,
+        "--timeout",
+        "5",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YANDEX_DISK_TOKEN", TOKEN)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent-yaxmpp-test")  # never the user's own credentials
+
+
+def names(steps: List[doctor.StepResult]) -> List[str]:
+    return [s.name for s in steps]
+
+
+def failed(steps: List[doctor.StepResult]) -> List[doctor.StepResult]:
+    return [s for s in steps if not s.ok]
+
+
+def test_every_step_passes_against_the_stand_in(server: FakeServer) -> None:
+    seen: List[str] = []
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=5, on_step=lambda s: seen.append(s.name), **server.client_options())
+    assert names(steps) == ALL_STEPS == seen
+    assert not failed(steps)
+    by_name = {s.name: s for s in steps}
+    assert by_name["resolve"].info["addresses"] == ["127.0.0.1"]
+    tls = by_name["tls"].info
+    assert tls["version"] in ("TLSv1.2", "TLSv1.3")
+    assert tls["subject"] == "yaxmpp stand-in server" and "test CA" in tls["issuer"]
+    assert tls["not_after"] and tls["host_name_matches"] is True
+    assert by_name["stream"].info["mechanisms"] == ["X-YANDEX-OAUTH"] and by_name["stream"].info["compression"] == ["zlib"]
+    assert by_name["bind"].info["jid"] == "%s@ya.ru/YaDisk-client" % LOGIN
+    assert all(s.seconds >= 0 for s in steps)
+    # the STARTTLS connection did it all (the direct-TLS one was only opened)
+    subscribed = [s for s in server.sessions if s.subscribed.is_set()]
+    assert len(subscribed) == 1 and not subscribed[0].direct_tls and subscribed[0].client_closed.wait(5)
+
+
+def test_the_cli_prints_one_line_per_step_and_exits_0(server: FakeServer, token_env: None) -> None:
+    code, out, err = cli(doctor_args(server.client_options()))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == len(ALL_STEPS) and all(line.startswith("ok ") for line in lines)
+    assert re.search(r"TLS handshake\s+\d+\.\d ms\s+TLSv1\.[23]", out)
+    assert TOKEN not in out + err
+
+
+def test_json_and_the_rest_check(server: FakeServer, token_env: None) -> None:
+    with RestStandIn(token=TOKEN, login=LOGIN, revision=42) as api:
+        code, out, err = cli(doctor_args(server.client_options(), "--json", "--rest", "--api-url", api.url))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["step"] for r in records] == ALL_STEPS + ["rest"]
+    assert all(r["ok"] and r["error"] is None and isinstance(r["ms"], float) for r in records)
+    assert records[-1]["info"] == {"login": LOGIN, "revision": 42}
+    assert TOKEN not in out + err
+
+
+def test_a_closed_starttls_port_says_use_port_none(server: FakeServer, token_env: None) -> None:
+    options = dict(server.client_options(), port=closed_port())
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=5, **options)
+    bad = failed(steps)
+    assert names(bad) == ["tcp-starttls"]
+    assert "--port none" in (bad[0].hint or "")
+    assert isinstance(bad[0].error, yaxmpp.ConnectError)
+    # like the client, the direct-TLS port is tried, and the rest passes through it
+    assert names(steps) == ["resolve", "tcp-starttls", "tcp-tls", "tls", "stream", "sasl", "bind", "session", "subscribe", "ping", "close"]
+    code, out, _ = cli(doctor_args(options))
+    assert code == 4
+    assert out.splitlines()[1].startswith("FAIL") and "--port none" in out
+
+
+def test_a_certificate_from_another_ca_says_use_cafile(make_server: Any, tmp_path: "os.PathLike[str]", token_env: None) -> None:
+    other = trustme.CA()
+    cert = other.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = os.path.join(str(tmp_path), "cert.pem"), os.path.join(str(tmp_path), "key.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    server = make_server(certfile=certfile, keyfile=keyfile)
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=5, **server.client_options())  # trusting only the usual test CA
+    assert names(steps) == ["resolve", "tcp-starttls", "tcp-tls", "starttls", "tls"]
+    bad = failed(steps)
+    assert names(bad) == ["tls"] and isinstance(bad[0].error, yaxmpp.TLSError)
+    assert "--cafile" in (bad[0].hint or "") and "not trusted" in (bad[0].hint or "")
+    code, out, _ = cli(doctor_args(server.client_options()))
+    assert code == 4 and "--cafile" in out
+
+
+def test_a_wrong_token_says_run_login_and_never_shows_the_token(make_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = make_server(token="the-right-token-0f1e2d3c4b5a6978")
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=5, **server.client_options())
+    bad = failed(steps)
+    assert names(bad) == ["sasl"] and isinstance(bad[0].error, yaxmpp.AuthError)
+    assert "yaxmpp login" in (bad[0].hint or "")
+    monkeypatch.setenv("YANDEX_DISK_TOKEN", TOKEN)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent-yaxmpp-test")
+    code, out, err = cli(doctor_args(server.client_options(), "-vv"))
+    assert code == 3
+    assert "not-authorized" in out and "yaxmpp login" in out
+    assert TOKEN not in out + err and TOKEN[:8] not in out + err
+
+
+def test_a_refused_subscription(make_server: Any, token_env: None) -> None:
+    server = make_server(subscribe_error="service-unavailable")
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=5, **server.client_options())
+    bad = failed(steps)
+    assert names(steps)[-1] == "subscribe" and names(bad) == ["subscribe"]
+    assert isinstance(bad[0].error, yaxmpp.SubscribeError) and bad[0].error.condition == "service-unavailable"
+    assert "--rest" in (bad[0].hint or "")
+    assert cli(doctor_args(server.client_options()))[0] == 1
+
+
+def _silent_on_ping(sock: socket.socket) -> None:
+    """A server that does every step properly, then never answers the ping."""
+    read_until(sock, b"xml:lang")
+    sock.sendall(STREAM_HEAD + b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>")
+    read_until(sock, b"<starttls")
+    sock.sendall(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    tls: ssl.SSLSocket = server_tls_context().wrap_socket(sock, server_side=True)
+    read_until(tls, b"xml:lang")
+    tls.sendall(
+        STREAM_HEAD + b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        b"<mechanism>X-YANDEX-OAUTH</mechanism></mechanisms></stream:features>"
+    )
+    read_until(tls, b"</auth>")
+    tls.sendall(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+    read_until(tls, b"xml:lang")
+    tls.sendall(
+        STREAM_HEAD + b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+        b"<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>"
+    )
+
+    def iq_id() -> bytes:
+        return re.findall(rb"id=[\"']([^\"']+)[\"']", read_until(tls, b"</iq>"))[-1]
+
+    tls.sendall(
+        b"<iq type='result' id='%s'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>test@ya.ru/r</jid></bind></iq>" % iq_id()
+    )
+    tls.sendall(b"<iq type='result' id='%s'/>" % iq_id())  # the session
+    tls.sendall(b"<iq type='result' id='%s' from='test@ya.ru'/>" % iq_id())  # the subscription
+    read_until(tls, b"urn:xmpp:ping")  # ... and no answer to it, ever
+    wait_for_eof(tls, 10)
+
+
+def test_a_server_that_never_answers_the_ping(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedServer(_silent_on_ping) as scripted:
+        started = time.monotonic()
+        steps = doctor.diagnose(LOGIN, TOKEN, host="127.0.0.1", port=scripted.port, tls_port=None, cafile=CA_FILE, timeout=1.0)
+        elapsed = time.monotonic() - started
+        assert not scripted.errors, scripted.errors
+    assert names(steps) == ["resolve", "tcp-starttls", "starttls", "tls", "stream", "sasl", "bind", "session", "subscribe", "ping"]
+    bad = failed(steps)
+    assert names(bad) == ["ping"] and isinstance(bad[0].error, yaxmpp.Timeout)
+    assert "never answered the ping" in (bad[0].hint or "")
+    assert elapsed < 1.0 + 1.5
+    monkeypatch.setenv("YANDEX_DISK_TOKEN", TOKEN)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent-yaxmpp-test")
+    with ScriptedServer(_silent_on_ping) as scripted:
+        code, out, _ = cli(doctor_args({"host": "127.0.0.1", "port": scripted.port, "tls_port": None}, "--timeout", "1"))
+    assert code == 4 and out.splitlines()[-2].startswith("FAIL ping")
+
+
+def test_without_a_token_or_login_it_says_how_to_get_them(monkeypatch: pytest.MonkeyPatch, tmp_path: "os.PathLike[str]") -> None:
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    code, _, err = cli(["doctor"])
+    assert code == 2 and "yaxmpp login" in err
+
+
+def test_doctor_uses_the_stored_credentials(server: FakeServer, monkeypatch: pytest.MonkeyPatch, tmp_path: "os.PathLike[str]") -> None:
+    from yaxmpp import credentials
+
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    path = os.path.join(str(tmp_path), "credentials.json")
+    credentials.save(credentials.Credentials(TOKEN, login=LOGIN), path)
+    options = server.client_options()
+    argv = doctor_args(options, "--credentials", path)
+    del argv[1:3]  # no --login: the stored one
+    code, out, err = cli(argv)
+    assert code == 0, out + err
+    assert TOKEN not in out + err
+
+
+def test_unusable_options_are_usage_errors() -> None:
+    with pytest.raises(yaxmpp.UsageError):
+        doctor.diagnose(LOGIN, TOKEN, port=None, tls_port=None)
+
+
+@pytest.fixture
+def no_network_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+
+
+def test_a_name_that_does_not_resolve(no_network_resolver: None) -> None:
+    steps = doctor.diagnose(LOGIN, TOKEN, host="push.example.invalid", timeout=2)
+    assert names(steps) == ["resolve"] and not steps[0].ok
+    assert "--host" in (steps[0].hint or "")
