@@ -175,3 +175,16 @@ def test_lookup_login_asks_the_disk_api(api: RestStandIn) -> None:
     with pytest.raises(yaxmpp.APIError) as caught:
         credentials.lookup_login("y0_a_wrong_token_0000000000", api_url=api.url, cafile=CA_FILE)
     assert caught.value.status == 401
+
+
+def test_account_gives_login_and_token_and_finds_a_missing_login(api: RestStandIn, tmp_path: "os.PathLike[str]") -> None:
+    path = os.path.join(str(tmp_path), "c.json")
+    with pytest.raises(yaxmpp.UsageError) as caught:
+        credentials.account(path)
+    assert "yaxmpp login" in str(caught.value)
+    credentials.save(Credentials(ACCESS), path)  # a token stored without its login
+    api.login = "someone"
+    assert credentials.account(path, api_url=api.url, cafile=CA_FILE) == ("someone", ACCESS)
+    stored = credentials.load(path)
+    assert stored is not None and stored.login == "someone"
+    assert credentials.account(path, api_url="https://127.0.0.1:1", cafile=CA_FILE) == ("someone", ACCESS)  # no second look-up

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .cancel import Cancel
 from .diskapi import DEFAULT_API_URL, disk_info
@@ -37,6 +37,7 @@ __all__ = [
     "save",
     "fresh",
     "lookup_login",
+    "account",
     "REFRESH_MARGIN",
     "FILE_MODE",
     "DIR_MODE",
@@ -317,3 +318,26 @@ def fresh(
         save(renewed, path)
     log.info("refreshed the stored token")
     return renewed
+
+
+def account(
+    path: Optional[str] = None,
+    *,
+    oauth_url: str = DEFAULT_OAUTH_URL,
+    api_url: str = DEFAULT_API_URL,
+    timeout: float = 10.0,
+    cafile: Optional[str] = None,
+) -> Tuple[str, str]:
+    """(login, access token) from the stored credentials, as ``yaxmpp watch`` uses them: the
+    token refreshed first (and stored) when near its expiry, the login looked up with the
+    Disk API (and stored) when the file lacks it.  :class:`~yaxmpp.UsageError` when nothing
+    is stored; otherwise the errors of :func:`load`, :func:`fresh` and :func:`lookup_login`."""
+    path = path or default_path()
+    stored = load(path)
+    if stored is None:
+        raise UsageError("no stored credentials in %s: run `yaxmpp login`" % path)
+    renewed = fresh(stored, path, oauth_url=oauth_url, timeout=timeout, cafile=cafile)
+    if not renewed.login:
+        renewed.login = lookup_login(renewed.access_token, api_url=api_url, timeout=timeout, cafile=cafile)
+        save(renewed, path)
+    return renewed.login, renewed.access_token
