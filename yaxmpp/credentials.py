@@ -213,7 +213,8 @@ def save(credentials: Credentials, path: Optional[str] = None) -> str:
         raise UsageError("cannot write the credentials file %s: %s" % (path, exc.strerror or type(exc).__name__)) from None
     try:
         try:
-            os.fchmod(fd, FILE_MODE)
+            if hasattr(os, "fchmod"):  # (mkstemp made it 0600 already; this is belt and braces)
+                os.fchmod(fd, FILE_MODE)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
