@@ -20,7 +20,7 @@ from yaxmpp import doctor
 from yaxmpp.testing import CA_FILE, FakeServer
 from yaxmpp.testing.rest import RestStandIn
 
-from .conftest import LOGIN, TOKEN, closed_port
+from .conftest import LOGIN, TOKEN, closed_port, join_library_threads
 from .scripted import STREAM_HEAD, ScriptedServer, read_until, server_tls_context, wait_for_eof
 
 ALL_STEPS = ["resolve", "tcp-starttls", "tcp-tls", "starttls", "tls", "stream", "sasl", "bind", "session", "subscribe", "ping", "close"]
@@ -251,4 +251,28 @@ def no_network_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_a_name_that_does_not_resolve(no_network_resolver: None) -> None:
     steps = doctor.diagnose(LOGIN, TOKEN, host="push.example.invalid", timeout=2)
     assert names(steps) == ["resolve"] and not steps[0].ok
+    assert isinstance(steps[0].error, yaxmpp.ConnectError)
     assert "--host" in (steps[0].hint or "")
+    assert not join_library_threads()  # the resolver's helper thread has ended
+
+
+def test_a_certificate_for_another_name_says_check_host(make_server: Any, tmp_path: "os.PathLike[str]") -> None:
+    other = trustme.CA()
+    cert = other.issue_cert("push.example.org")
+    certfile, keyfile, cafile = (os.path.join(str(tmp_path), n) for n in ("cert.pem", "key.pem", "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    other.cert_pem.write_to_path(cafile)
+    server = make_server(certfile=certfile, keyfile=keyfile)
+    options = dict(server.client_options(), cafile=cafile)  # trusted, but not for 127.0.0.1
+    bad = failed(doctor.diagnose(LOGIN, TOKEN, timeout=5, **options))
+    assert names(bad) == ["tls"] and "check --host" in (bad[0].hint or "")
+
+
+def test_a_token_without_its_login_gets_the_login_from_the_disk_api(server: FakeServer, token_env: None) -> None:
+    with RestStandIn(token=TOKEN, login=LOGIN) as api:
+        argv = doctor_args(server.client_options(), "--api-url", api.url)
+        del argv[1:3]  # no --login
+        code, out, err = cli(argv)
+    assert code == 0, out + err
+    assert "login, from the Disk API: %s" % LOGIN in err

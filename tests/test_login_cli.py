@@ -178,10 +178,8 @@ def test_watch_refreshes_a_stored_token_near_expiry_then_connects_with_the_new_o
     monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
     with FakeServer(login=None, token=None, accounts={"test": NEW_TOKEN}) as server:
         options = server.client_options()
-        argv = [
+        argv = [  # neither --login nor a token source: the stored credentials
             "watch",
-            "--login",
-            "test",
             "--host",
             options["host"],
             "--port",

@@ -58,7 +58,7 @@ def port_number(text: str) -> Optional[int]:
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that connects takes (``watch``, ``doctor``)."""
-    parser.add_argument("--login", required=True, help="the Yandex account name")
+    parser.add_argument("--login", help="the Yandex account name (default: the stored credentials' login)")
     parser.add_argument("--token-file", metavar="PATH", help="file holding the OAuth token")
     parser.add_argument("--host", default=None, help="server to connect to (default push.xmpp.yandex.ru)")
     parser.add_argument("--port", type=port_number, default=5222, help="STARTTLS port, or 'none' (default 5222)")

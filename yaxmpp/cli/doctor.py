@@ -36,9 +36,6 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "credentials of `yaxmpp login`. Exit 0 only when every step passed." % TOKEN_ENV,
     )
     add_connection_arguments(doctor)
-    for action in doctor._actions:  # the stored credentials can name the login
-        if "--login" in action.option_strings:
-            action.required = False
     add_account_arguments(doctor)
     doctor.add_argument("--rest", action="store_true", help="also check the token with the Disk REST API")
     doctor.add_argument("--json", action="store_true", help="one JSON object per step")
@@ -70,8 +67,18 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
         return fail(EXIT_USAGE, "the token file %s is not UTF-8 text" % args.token_file, err)
     if not token:
         return fail(EXIT_USAGE, "no token: use --token-file, set %s, or run `yaxmpp login`" % TOKEN_ENV, err)
-    if not args.login:
-        return fail(EXIT_USAGE, "no login: use --login NAME (the account name, without @yandex.ru), or run `yaxmpp login`", err)
+    if not args.login:  # a token without its login: the Disk API knows it
+        from ..credentials import lookup_login
+
+        try:
+            args.login = lookup_login(token, api_url=args.api_url, timeout=args.timeout, cafile=args.cafile)
+        except yaxmpp.Error as exc:
+            return fail(
+                EXIT_USAGE,
+                "no login: use --login NAME (the account name, without @yandex.ru); the Disk API could not tell it (%s)" % exc,
+                err,
+            )
+        err.write("yaxmpp: the token's login, from the Disk API: %s\n" % args.login)
 
     def show(step: StepResult) -> None:
         if args.json:

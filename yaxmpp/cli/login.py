@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 import uuid
-from typing import Optional, TextIO
+from typing import Optional, TextIO, Tuple
 
 from .common import EXIT_AUTH, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Stop, exit_code, fail, logging_to, sigterm_stops
 from .stored import add_account_arguments, credentials_path
@@ -69,19 +69,20 @@ def run_login(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
             return fail(exit_code(exc), str(exc), err)
 
 
-def _looked_up(args: argparse.Namespace, token: str, err: TextIO) -> Optional[str]:
-    """The account's login from the Disk API (``--login`` wins); None, said on ``err``, when
-    it cannot be found."""
+def _looked_up(args: argparse.Namespace, token: str, err: TextIO) -> Tuple[Optional[str], int]:
+    """The account's login from the Disk API (``--login`` wins), or None, said on ``err``,
+    with the exit code for why it could not be found."""
     import yaxmpp
     from ..credentials import lookup_login
 
     if args.login:
-        return str(args.login)
+        return str(args.login), EXIT_OK
     try:
-        return lookup_login(token, api_url=args.api_url, timeout=args.timeout, cafile=args.cafile)
+        return lookup_login(token, api_url=args.api_url, timeout=args.timeout, cafile=args.cafile), EXIT_OK
     except yaxmpp.Error as exc:
         err.write("yaxmpp: could not look up the account's login (%s); give it with --login NAME\n" % exc)
-        return None
+        refused = isinstance(exc, yaxmpp.APIError) and exc.status in (401, 403)
+        return None, EXIT_AUTH if refused else exit_code(exc)
 
 
 def _store_by_hand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -102,9 +103,9 @@ def _store_by_hand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "(exchange it for a token, or use `yaxmpp login --client-id ID` for the device flow)",
             err,
         )
-    login = _looked_up(args, token, err)
+    login, code = _looked_up(args, token, err)
     if login is None:
-        return EXIT_AUTH
+        return code
     path = save(Credentials(token, login=login, client_id=args.client_id), credentials_path(args))
     out.write("Stored the token for %s in %s (it cannot be refreshed: run `yaxmpp login` again when it expires).\n" % (login, path))
     out.flush()
@@ -143,13 +144,13 @@ def _device_flow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     out.flush()
     tokens = oauth.wait_for_token(client_id, secret, code, oauth_url=args.oauth_url, timeout=args.timeout, cafile=args.cafile)
-    login = _looked_up(args, tokens.access_token, err)
+    login, why = _looked_up(args, tokens.access_token, err)
     credentials = Credentials.from_tokens(tokens, client_id=client_id, client_secret=secret, login=login, device_id=device_id)
     stored = save(credentials, path)
     if login is None:
         out.write("The token is stored in %s, without the login.\n" % stored)
         out.flush()
-        return EXIT_AUTH
+        return why
     out.write("Logged in as %s. The token is stored in %s (valid until %s).\n" % (login, stored, _when(credentials.expires_at)))
     out.write("Next: yaxmpp doctor, then yaxmpp watch\n")
     out.flush()

@@ -90,7 +90,9 @@ def run_watch(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     except UnicodeDecodeError:
         return fail(EXIT_USAGE, "the token file is not UTF-8 text", err)
     if not token:
-        return fail(EXIT_USAGE, "no token: use --token-file or set %s" % TOKEN_ENV, err)
+        return fail(EXIT_USAGE, "no token: use --token-file, set %s, or run `yaxmpp login`" % TOKEN_ENV, err)
+    if not args.login:
+        return fail(EXIT_USAGE, "no login: use --login NAME (the account name, without @yandex.ru), or run `yaxmpp login`", err)
     with logging_to(err, args.verbose):
         return _watch(args, token, out, err)
 
