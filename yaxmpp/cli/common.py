@@ -81,7 +81,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compress", action="store_true", help="ask for zlib stream compression")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: with XML)")
-    add_account_arguments(parser)  # --credentials, --oauth-url, --api-url: for the stored credentials
+    add_account_arguments(parser, api_url=False)  # --credentials, --oauth-url: for the stored credentials
 
 
 def read_token(args: argparse.Namespace, err: Optional[TextIO] = None) -> Optional[str]:

@@ -21,7 +21,7 @@ from .common import (
     read_token,
     sigterm_stops,
 )
-from .stored import add_account_arguments
+from .stored import add_account_arguments, api_url
 
 __all__ = ["register", "run_doctor", "step_line"]
 
@@ -71,7 +71,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
         from ..credentials import lookup_login
 
         try:
-            args.login = lookup_login(token, api_url=args.api_url, timeout=args.timeout, cafile=args.cafile)
+            args.login = lookup_login(token, api_url=api_url(args), timeout=args.timeout, cafile=args.cafile)
         except yaxmpp.Error as exc:
             return fail(
                 EXIT_USAGE,
@@ -101,7 +101,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
     first: Optional[StepResult] = None
     with logging_to(err, args.verbose), sigterm_stops():
         try:
-            steps = diagnose(args.login, token, rest=args.rest, api_url=args.api_url, on_step=show, **options)
+            steps = diagnose(args.login, token, rest=args.rest, api_url=api_url(args), on_step=show, **options)
         except (KeyboardInterrupt, Stop):
             return fail(1, "interrupted", err)
         except (ValueError, TypeError) as exc:  # yaxmpp.UsageError is a ValueError

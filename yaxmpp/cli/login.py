@@ -12,7 +12,7 @@ import uuid
 from typing import Optional, TextIO, Tuple
 
 from .common import EXIT_AUTH, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Stop, exit_code, fail, logging_to, sigterm_stops
-from .stored import add_account_arguments, credentials_path
+from .stored import add_account_arguments, api_url, credentials_path, oauth_url
 
 __all__ = ["register", "run_login", "SECRET_ENV"]
 
@@ -78,7 +78,7 @@ def _looked_up(args: argparse.Namespace, token: str, err: TextIO) -> Tuple[Optio
     if args.login:
         return str(args.login), EXIT_OK
     try:
-        return lookup_login(token, api_url=args.api_url, timeout=args.timeout, cafile=args.cafile), EXIT_OK
+        return lookup_login(token, api_url=api_url(args), timeout=args.timeout, cafile=args.cafile), EXIT_OK
     except yaxmpp.Error as exc:
         err.write("yaxmpp: could not look up the account's login (%s); give it with --login NAME\n" % exc)
         refused = isinstance(exc, yaxmpp.APIError) and exc.status in (401, 403)
@@ -134,7 +134,7 @@ def _device_flow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     device_id = previous.device_id if previous is not None and previous.device_id else uuid.uuid4().hex
     device_name = args.device_name or ("yaxmpp on %s" % (socket.gethostname() or "this computer"))[:100]
     code = oauth.request_device_code(
-        client_id, device_id=device_id, device_name=device_name, oauth_url=args.oauth_url, timeout=args.timeout, cafile=args.cafile
+        client_id, device_id=device_id, device_name=device_name, oauth_url=oauth_url(args), timeout=args.timeout, cafile=args.cafile
     )
     minutes = max(1, int(round(code.expires_in / 60)))
     out.write(
@@ -143,7 +143,7 @@ def _device_flow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         % (code.verification_url, code.user_code, minutes, "" if minutes == 1 else "s")
     )
     out.flush()
-    tokens = oauth.wait_for_token(client_id, secret, code, oauth_url=args.oauth_url, timeout=args.timeout, cafile=args.cafile)
+    tokens = oauth.wait_for_token(client_id, secret, code, oauth_url=oauth_url(args), timeout=args.timeout, cafile=args.cafile)
     login, why = _looked_up(args, tokens.access_token, err)
     credentials = Credentials.from_tokens(tokens, client_id=client_id, client_secret=secret, login=login, device_id=device_id)
     stored = save(credentials, path)

@@ -18,7 +18,7 @@ from ..credentials import Credentials, default_path, fresh, load, lookup_login, 
 from ..diskapi import DEFAULT_API_URL
 from ..oauth import DEFAULT_OAUTH_URL
 
-__all__ = ["add_account_arguments", "stored_account", "credentials_path"]
+__all__ = ["add_account_arguments", "stored_account", "credentials_path", "oauth_url", "api_url"]
 
 
 def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
@@ -27,11 +27,24 @@ def _add_once(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None
         parser.add_argument(flag, **kwargs)
 
 
-def add_account_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--credentials``, ``--oauth-url`` and ``--api-url`` (each only if not there yet)."""
+def add_account_arguments(parser: argparse.ArgumentParser, api_url: bool = True) -> None:
+    """``--credentials``, ``--oauth-url`` and (with ``api_url``) ``--api-url``, each only if
+    the parser lacks it.  ``--oauth-url`` and ``--api-url`` default to None: the users of
+    ``args`` fall back to :data:`~yaxmpp.oauth.DEFAULT_OAUTH_URL` and
+    :data:`~yaxmpp.diskapi.DEFAULT_API_URL` (so a command may give ``--api-url`` a meaning
+    of its own, e.g. "only with --check-revision")."""
     _add_once(parser, "--credentials", metavar="FILE", help="the stored credentials (default %s)" % default_path().replace(_home(), "~", 1))
-    _add_once(parser, "--oauth-url", metavar="URL", default=DEFAULT_OAUTH_URL, help="Yandex OAuth base URL (default %s)" % DEFAULT_OAUTH_URL)
-    _add_once(parser, "--api-url", metavar="URL", default=DEFAULT_API_URL, help="Disk REST API base URL (default %s)" % DEFAULT_API_URL)
+    _add_once(parser, "--oauth-url", metavar="URL", help="Yandex OAuth base URL (default %s)" % DEFAULT_OAUTH_URL)
+    if api_url:
+        _add_once(parser, "--api-url", metavar="URL", help="Disk REST API base URL (default %s)" % DEFAULT_API_URL)
+
+
+def oauth_url(args: argparse.Namespace) -> str:
+    return getattr(args, "oauth_url", None) or DEFAULT_OAUTH_URL
+
+
+def api_url(args: argparse.Namespace) -> str:
+    return getattr(args, "api_url", None) or DEFAULT_API_URL
 
 
 def _home() -> str:
@@ -60,7 +73,7 @@ def stored_account(args: argparse.Namespace, err: Optional[TextIO] = None) -> Op
     renewed: Credentials = fresh(
         stored,
         path,
-        oauth_url=getattr(args, "oauth_url", None) or DEFAULT_OAUTH_URL,
+        oauth_url=oauth_url(args),
         timeout=timeout,
         cafile=cafile,
     )
@@ -69,7 +82,7 @@ def stored_account(args: argparse.Namespace, err: Optional[TextIO] = None) -> Op
         err.flush()
     login = renewed.login or wanted
     if not login:
-        login = lookup_login(renewed.access_token, api_url=getattr(args, "api_url", None) or DEFAULT_API_URL, timeout=timeout, cafile=cafile)
+        login = lookup_login(renewed.access_token, api_url=api_url(args), timeout=timeout, cafile=cafile)
         renewed.login = login
         save(renewed, path)
     return login, renewed.access_token
