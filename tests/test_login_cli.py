@@ -8,11 +8,10 @@ import io
 import json
 import logging
 import os
-import signal
 import stat
 import threading
 import time
-from typing import Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
@@ -39,11 +38,24 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def cli(argv: List[str]) -> Tuple[int, str, str]:
+class Output(io.StringIO):
+    """A captured stdout with an event set at the first write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()
+
+    def write(self, text: str) -> int:
+        count = super().write(text)
+        self.written.set()
+        return count
+
+
+def cli(argv: List[str], out: "io.StringIO | None" = None) -> Tuple[int, str, str]:
     """Run one command in-process; (exit code, stdout, stderr)."""
     parser = yaxmpp.cli._parser()
     args = parser.parse_args(argv)
-    out, err = io.StringIO(), io.StringIO()
+    out, err = out or io.StringIO(), io.StringIO()
     code = args.run(args, out, err)
     return code, out.getvalue(), err.getvalue()
 
@@ -196,22 +208,35 @@ def test_watch_refreshes_a_stored_token_near_expiry_then_connects_with_the_new_o
             api.url,
         ]
         subscribed = threading.Event()
+        output = Output()
+        clients: List[yaxmpp.Client] = []
 
-        def stop_when_subscribed() -> None:
+        class Recorded(yaxmpp.Client):  # the client watch makes, so that the test can close it
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                clients.append(self)
+
+        monkeypatch.setattr(yaxmpp, "Client", Recorded)
+
+        def stop_when_watching() -> None:
             try:
                 session = server.wait_for_session(timeout=10)
             except TimeoutError:
                 return  # watch ended on its own: the asserts below say why
-            if session.subscribed.wait(10):
-                subscribed.set()
-                os.kill(os.getpid(), signal.SIGTERM)  # watch's SIGTERM handler ends it with exit 0
+            if not session.subscribed.wait(10):
+                return
+            subscribed.set()
+            session.push([{"type": "new", "key": "/disk/a.txt", "fid": "1", "size": "3"}])
+            if output.written.wait(10):  # watch has connected and printed the change
+                clients[0].close()  # its notifications end: watch returns 0
 
-        stopper = threading.Thread(target=stop_when_subscribed, name="test-stopper", daemon=True)
+        stopper = threading.Thread(target=stop_when_watching, name="test-stopper", daemon=True)
         stopper.start()
-        code, out, err = cli(argv)
+        code, out, err = cli(argv, output)
         stopper.join(10)
         assert subscribed.is_set(), err
         assert code == 0, err
+        assert "/disk/a.txt" in out
         assert server.sessions[0].login == "test" and server.sessions[0].authenticated
     assert stand_in.refreshes == 1
     stored = credentials.load(path)
