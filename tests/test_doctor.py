@@ -149,6 +149,9 @@ def test_a_wrong_token_says_run_login_and_never_shows_the_token(make_server: Any
     monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent-yaxmpp-test")
     code, out, err = cli(doctor_args(server.client_options(), "-vv"))
     assert code == 3
+    # with the STARTTLS port closed as well, the authentication failure still decides the code
+    code, _, _ = cli(doctor_args(dict(server.client_options(), port=closed_port())))
+    assert code == 3
     assert "not-authorized" in out and "yaxmpp login" in out
     assert TOKEN not in out + err and TOKEN[:8] not in out + err
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional, TextIO
+from typing import List, TextIO
 
 from .common import (
     EXIT_AUTH,
@@ -98,7 +98,6 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
     }
     if args.host:
         options["host"] = args.host
-    first: Optional[StepResult] = None
     with logging_to(err, args.verbose), sigterm_stops():
         try:
             steps = diagnose(args.login, token, rest=args.rest, api_url=api_url(args), on_step=show, **options)
@@ -108,12 +107,13 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
             return fail(EXIT_USAGE, str(exc), err)
         except BrokenPipeError:
             return EXIT_OK
-    for step in steps:
-        if not step.ok:
-            first = step
-            break
-    if first is None:
+    # The exit code of the failure watch would have ended with: a port that failed while the
+    # other one carried on is reported, but a failure after it (or the REST check's) decides.
+    failures = [step for step in steps if not step.ok]
+    fatal = [step for step in failures if step.name not in ("tcp-starttls", "tcp-tls")]
+    if not failures:
         return EXIT_OK
+    first = (fatal or failures)[0]
     assert first.error is not None
     if isinstance(first.error, yaxmpp.APIError) and first.error.status in (401, 403):
         return EXIT_AUTH  # the REST API refused the token
