@@ -12,11 +12,12 @@ again, or compares ``revision_changed``).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple, Union
 
 from .errors import Error
+from .protocol.disk import Notification
 
-__all__ = ["Resync"]
+__all__ = ["Resync", "Item"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -83,3 +84,7 @@ class Resync:
             self.reason,
             self.revision_changed,
         )
+
+
+#: What the notification stream carries: a push, or the resync item of a reconnect.
+Item = Union[Notification, Resync]
