@@ -9,6 +9,8 @@ only through :meth:`Session._set`, under one lock.  ::
                             └──failed──> FAILED <──lost (no policy)──────┘ (gave up)
     any of them ──close()──> CLOSING ──> CLOSED;  CLOSED / FAILED ──connect()──> CONNECTING
 
+(``connect(retry=True)`` stays in CONNECTING through its attempts and backoff waits.)
+
 It drives the layers below it and nothing calls up into it: a :class:`Connection` reports
 through the two callables it is handed, the reconnect loop (``yaxmpp-reconnect-N``) is a
 method of this class, and :class:`~yaxmpp.delivery.Delivery` hands notifications to the user.
