@@ -106,6 +106,7 @@ def test_pushes_racing_the_subscription_still_come_after_the_resync(server, make
     items = take(client, 51)
     assert paths(items) == ["RESYNC"] + ["/disk/early"] * 50
     assert [item.iq_id for item in items[1:]] == ids
+    assert items[0].since <= items[0].until <= items[1].received_at  # the times agree with the order
 
 
 def test_every_reconnect_gives_its_own_resync(server, make_client):
@@ -260,6 +261,8 @@ def test_pushes_in_the_same_segment_as_the_subscription_answer_come_after_the_re
             client.close()
     assert not scripted.errors, scripted.errors
     assert paths(items) == ["/disk/same-0", "/disk/same-1", "RESYNC"] + ["/disk/same-%d" % n for n in range(5)]
+    resync = items[2]
+    assert items[1].received_at <= resync.since <= resync.until <= items[3].received_at
     assert len(acks) == 2 and all(b"same_" in got for got in acks)
 
 

@@ -101,11 +101,13 @@ class Delivery:
             if self._held is None:
                 self._held = []
 
-    def release(self, first: Any = None) -> None:
-        """Queue ``first`` (if not None; never refused, counted like a notification), then
-        what was held, in order; stop holding."""
+    def release(self, lead: Optional[Callable[[Any], Any]] = None) -> None:
+        """Queue the item ``lead(first held item or None)`` builds (never refused, counted
+        like a notification; built under the lock, so nothing is held meanwhile), then what
+        was held, in order; stop holding."""
         with self._cond:
             held, self._held = self._held, None
+            first = lead(held[0] if held else None) if lead is not None else None
             if first is not None:
                 self._queue.append(first)
                 self._count += 1

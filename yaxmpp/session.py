@@ -144,11 +144,14 @@ class _Gap:
         """Whether every revision request it depends on has ended."""
         return all(probe is None or probe.done.is_set() for probe in (self.before, self.after))
 
-    def resync(self, redactor: Redactor, checked: bool) -> Resync:
+    def resync(self, redactor: Redactor, checked: bool, first: Any) -> Resync:
+        """The item; ``first``: the first push held behind it, if any (``until`` is never
+        later than its arrival: a push in the same read as the subscription's answer)."""
         before = self.before.known if self.before is not None else None
         after = self.after.known if self.after is not None else None
         changed = None if not checked or before is None or after is None else before != after
-        return Resync(self.since, self.until, redactor.scrub(str(self.error)), self.error, changed, after, before)
+        until = self.until if first is None else max(self.since, min(self.until, first.received_at))
+        return Resync(self.since, until, redactor.scrub(str(self.error)), self.error, changed, after, before)
 
 
 class Session:
@@ -384,13 +387,20 @@ class Session:
         """Put the resync of ``gap`` into the stream, then the pushes held behind it."""
         if self._gap is gap:
             self._gap = None
-        resync = gap.resync(self.redactor, self.options.check_revision)
+        checked = self.options.check_revision
+        made: List[Resync] = []
+
+        def lead(first: Any) -> Resync:
+            made.append(gap.resync(self.redactor, checked, first))
+            return made[0]
+
+        self.delivery.release(lead)
+        resync = made[0]
         log.info(
             "reconnected after %.1fs without a session: changes may have been missed (revision changed: %s)",
             max(0.0, resync.until - resync.since),
             "unknown" if resync.revision_changed is None else resync.revision_changed,
         )
-        self.delivery.release(resync)
 
     def _release_gap_locked(self) -> None:
         """Release a resync still waiting for revision answers (with what is known)."""
