@@ -413,7 +413,7 @@ class Session:
         probe = _Probe()
         thread = threading.Thread(target=self._run_probe, args=(probe,), name="yaxmpp-revision-%d" % self.number, daemon=True)
         probe.thread = thread
-        self._probes = [p for p in self._probes if not p.done.is_set()]
+        self._probes = [p for p in self._probes if p.thread is not None and p.thread.is_alive()]
         thread.start()
         self._probes.append(probe)  # only a started thread is joined by close()
         return probe
