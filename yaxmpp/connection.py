@@ -212,6 +212,7 @@ class Connection:
             self._end_state()
             self.ended_at = time.monotonic()
             self._ended.set()
+            self._reader_ready.set()  # there will be none
             raise
         try:
             self._set_state(ConnState.OPEN)
@@ -527,7 +528,8 @@ class Connection:
             self._send_close(deadline)
             if not self._ended.wait(deadline.remaining()):
                 log.info("the server did not answer the close in time; closing the socket")
-        assert self._transport is not None
+        if self._transport is None:  # open() failed before it had a socket
+            return
         self._transport.shutdown()  # wakes the reader if it still waits
         if reader is None:  # open() was interrupted before its reader could start
             self._transport.close(polite=False)
