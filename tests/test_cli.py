@@ -44,6 +44,8 @@ def cli_env(token: Optional[str] = None, **extra: str) -> Dict[str, str]:
     env.pop("PYTHONUNBUFFERED", None)  # the command must flush by itself
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONIOENCODING"] = "utf-8"
+    # never the user's own stored credentials (`yaxmpp login`), which watch falls back to
+    env["XDG_CONFIG_HOME"] = os.path.join(ROOT, "tests", "no-such-config-dir")
     if token is not None:
         env[TOKEN_ENV] = token
     env.update(extra)

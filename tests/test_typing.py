@@ -57,6 +57,17 @@ USER_SCRIPT = textwrap.dedent(
         one = pulled.get_notification(timeout=1.0)
         if not one.is_resync:
             print(len(one.changes))
+
+    from yaxmpp import credentials, doctor, oauth
+
+    code = oauth.request_device_code("client-id", device_name="box")
+    tokens: oauth.Tokens = oauth.wait_for_token("client-id", "secret", code)
+    stored = credentials.Credentials.from_tokens(tokens, client_id="client-id", client_secret="secret", login="login")
+    path: str = credentials.save(stored)
+    login, token = credentials.account(path)
+    for step in doctor.diagnose(login, token, rest=True):
+        seconds: float = step.seconds
+        print(step.name, step.ok, seconds, step.detail, step.hint, step.error)
     '''
 )
 
