@@ -92,6 +92,8 @@ def test_every_step_passes_against_the_stand_in(server: FakeServer) -> None:
 def test_the_cli_prints_one_line_per_step_and_exits_0(server: FakeServer, token_env: None) -> None:
     code, out, err = cli(doctor_args(server.client_options()))
     assert code == 0, err
+    # its own resource, so that a running watch (YaDisk-client) is not kicked off
+    assert [s.jid for s in server.sessions if s.jid] == ["%s@ya.ru/yaxmpp-doctor-%d" % (LOGIN, os.getpid())]
     lines = out.splitlines()
     assert len(lines) == len(ALL_STEPS) and all(line.startswith("ok ") for line in lines)
     assert re.search(r"TLS handshake\s+\d+\.\d ms\s+TLSv1\.[23]", out)

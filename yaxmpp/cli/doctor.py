@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, TextIO
 
@@ -36,6 +37,9 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "credentials of `yaxmpp login`. Exit 0 only when every step passed." % TOKEN_ENV,
     )
     add_connection_arguments(doctor)
+    # Its own resource unless --resource is given: binding a running watch's resource would
+    # make the server end that watch's session (a conflict).
+    doctor.set_defaults(resource=None)
     add_account_arguments(doctor)
     doctor.add_argument("--rest", action="store_true", help="also check the token with the Disk REST API")
     doctor.add_argument("--json", action="store_true", help="one JSON object per step")
@@ -92,7 +96,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
         "tls_port": args.tls_port,
         "cafile": args.cafile,
         "domain": args.domain,
-        "resource": args.resource or None,
+        "resource": ("yaxmpp-doctor-%d" % os.getpid()) if args.resource is None else (args.resource or None),
         "timeout": args.timeout,
         "compress": args.compress,
     }
