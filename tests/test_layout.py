@@ -33,7 +33,22 @@ LAYERS: List[Set[str]] = [
     {"yaxmpp.connection"},
     {"yaxmpp.session"},
     {"yaxmpp.client"},
-    {"yaxmpp", "yaxmpp.testing", "yaxmpp.testing.server", "yaxmpp.testing.__main__", "yaxmpp.demo", "yaxmpp.cli", "yaxmpp.__main__"},
+    {
+        "yaxmpp",
+        "yaxmpp.testing",
+        "yaxmpp.testing.options",
+        "yaxmpp.testing.stanzas",
+        "yaxmpp.testing.router",
+        "yaxmpp.testing.conversation",
+        "yaxmpp.testing.session",
+        "yaxmpp.testing.peer",
+        "yaxmpp.testing.server",
+        "yaxmpp.testing.console",
+        "yaxmpp.testing.__main__",
+        "yaxmpp.demo",
+        "yaxmpp.cli",
+        "yaxmpp.__main__",
+    },
 ]
 
 
