@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ScriptedSession"]
 
 
+def _parse(xml: str) -> Element:
+    """One stanza, in the ``jabber:client`` namespace unless it declares another."""
+    parsed: Element = fromstring('<wrap xmlns="%s">%s</wrap>' % (ns.CLIENT, xml))[0]
+    return parsed
+
+
 class ScriptedSession:
     """A bound session of another account, driven by the test (see the module docstring)."""
 
@@ -49,7 +55,7 @@ class ScriptedSession:
         An iq request to a JID nobody has bound comes back as ``service-unavailable``
         (into :attr:`stanzas`), as from a real server.
         """
-        elem = fromstring('<wrap xmlns="%s">%s</wrap>' % (ns.CLIENT, xml))[0]
+        elem = _parse(xml)
         elem.set("from", self.jid)
         to = elem.get("to") or ""
         endpoint = self.server.router.lookup(to) if Jid.parse(to).resource else None
@@ -105,7 +111,7 @@ class ScriptedSession:
     # -- what the router calls -------------------------------------------------------------
 
     def deliver(self, xml: str) -> None:
-        elem = fromstring(xml)
+        elem = _parse(xml)
         with self._cond:
             self.stanzas.append(elem)
             self._cond.notify_all()
