@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import itertools
 import json
 import os
 import resource
@@ -82,13 +81,7 @@ def raise_nofile(clients: int) -> int:
     return soft
 
 
-_RESOURCES = itertools.count(1)
-
-
 def make_client(options: Dict[str, object], **extra: object) -> yaxmpp.Client:
-    # Each its own resource: the stand-in, as real servers do, ends the older of two
-    # sessions on one full JID with a <conflict/> stream error.
-    extra.setdefault("resource", "bench-%d" % next(_RESOURCES))
     return standin_client(options, **extra)  # type: ignore[no-any-return]
 
 
