@@ -272,3 +272,20 @@ def test_the_printed_watch_command_connects(processes: List["subprocess.Popen[by
     console.stdin.write(b"quit\n")
     console.stdin.flush()
     assert console.wait(WAIT) == 0
+
+
+def test_a_terminal_gets_a_prompt() -> None:
+    """The prompt goes to stderr, and only when stdin is a terminal (scripts read stdout)."""
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "yaxmpp.testing"], cwd=ROOT, stdin=terminal,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.write(controller, b"sessions\nquit\n")
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == 0
+    assert out.decode().splitlines()[1:] == ["sessions 0 subscribed 0"]
+    assert err.decode().count("> ") >= 2

@@ -127,6 +127,10 @@ def test_options_object_and_keywords(make_server: Callable[..., FakeServer]) -> 
     server = FakeServer(login="test", token=TOKEN, options=base, ask_version=True)
     assert (server.options.write_mode, server.options.ask_version) == ("bytewise", True)
     assert server.write_mode == "bytewise" and server.domain == "ya.ru"
+    server.ask_version = False  # as before the options object: an attribute per switch
+    assert server.options.ask_version is False and server.ping_interval is None
+    with pytest.raises(AttributeError):
+        server.no_such_switch
     with pytest.raises(TypeError, match="no_such_switch"):
         FakeServer(no_such_switch=True)
     with pytest.raises(ValueError):

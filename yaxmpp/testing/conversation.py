@@ -387,7 +387,7 @@ class Conversation:
         resource = (child.findtext(_RESOURCE) or "").strip() or "yaxmpp-%d" % self.number
         self.jid = "%s@%s/%s" % (self.login, self.options.domain, resource)
         self._write(out.bind_result(iq_id, self.jid))
-        self.router.bind(self.jid, self.endpoint)
+        self.router.bind(self.jid, self.endpoint, replace=self.options.resource_conflict == "replace")
 
     # -- iqs the server answers itself (see IQ_HANDLERS) -----------------------------------
 

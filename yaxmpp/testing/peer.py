@@ -42,7 +42,7 @@ class ScriptedSession:
         self.superseded = threading.Event()  # a real client bound the same full JID
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
-        server.router.bind(jid, self)
+        server.router.bind(jid, self, replace=server.options.resource_conflict == "replace")
 
     def __repr__(self) -> str:
         return "<ScriptedSession %s>" % self.jid

@@ -55,18 +55,18 @@ class Jid(NamedTuple):
 class Router:
     """The bound sessions of one server.  Thread-safe."""
 
-    def __init__(self, replace: bool = True) -> None:
-        self.replace = replace
+    def __init__(self) -> None:
         self._bound: Dict[str, List[Endpoint]] = {}
         self._lock = threading.Lock()
 
-    def bind(self, jid: str, endpoint: Endpoint) -> None:
-        """Bind ``jid`` to ``endpoint``; an older session on it is told it was replaced."""
+    def bind(self, jid: str, endpoint: Endpoint, replace: bool = True) -> None:
+        """Bind ``jid`` to ``endpoint``; with ``replace`` an older session on it is told it
+        was replaced and unbound, else both stay bound (the newest gets what is routed)."""
         key = Jid.parse(jid).key
         with self._lock:
             older = self._bound.get(key, [])
-            self._bound[key] = [endpoint] + ([] if self.replace else older)
-        if self.replace:
+            self._bound[key] = [endpoint] + ([] if replace else older)
+        if replace:
             for old in older:
                 old.replaced()
 

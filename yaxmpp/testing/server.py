@@ -47,6 +47,8 @@ __all__ = [
 
 log = logging.getLogger("yaxmpp.testing")
 
+_OPTION_ATTRIBUTES = frozenset(ServerOptions.names()) - {"starttls_port", "tls_port"}
+
 
 class FakeServer:
     """The stand-in server.  Use it as a context manager, or call :meth:`start`/:meth:`stop`.
@@ -79,7 +81,7 @@ class FakeServer:
         self.accounts: Dict[str, str] = dict(accounts or {})
         if login is not None and token is not None:
             self.accounts[login] = token
-        self.router = Router(replace=self.options.resource_conflict == "replace")
+        self.router = Router()
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.load_cert_chain(self.options.certfile, self.options.keyfile)
@@ -95,7 +97,20 @@ class FakeServer:
         self._stopping = False
         self._accepter: Optional[threading.Thread] = None
 
-    # The options tests read most, as before the options object.
+    # Every option also reads (and, for later connections, writes) as an attribute, as
+    # before the options object: server.ping_interval, server.ask_version = False.  (The
+    # attributes starttls_port and tls_port are the ports bound, the options those asked for.)
+    def __getattr__(self, name: str) -> Any:
+        if name in _OPTION_ATTRIBUTES and "options" in self.__dict__:
+            return getattr(self.options, name)
+        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OPTION_ATTRIBUTES and "options" in self.__dict__:
+            value = dataclasses.replace(self.options, **{name: value})
+            name = "options"
+        object.__setattr__(self, name, value)
+
     @property
     def domain(self) -> str:
         return self.options.domain
