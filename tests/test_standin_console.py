@@ -289,3 +289,18 @@ def test_a_terminal_gets_a_prompt() -> None:
     assert proc.returncode == 0
     assert out.decode().splitlines()[1:] == ["sessions 0 subscribed 0"]
     assert err.decode().count("> ") >= 2
+
+
+def test_sigterm_stops_it_and_removes_the_token_file(processes: List["subprocess.Popen[bytes]"]) -> None:
+    console = console_process()
+    processes.append(console)
+    err = Lines(console.stderr)
+    while not err.next().startswith("connect to it with:"):
+        pass
+    words = shlex.split(err.next())
+    token_file = words[words.index("--token-file") + 1]
+    with open(token_file) as f:
+        assert f.read() == "t\n"
+    console.send_signal(signal.SIGTERM)
+    assert console.wait(WAIT) == 0
+    assert not os.path.exists(token_file)

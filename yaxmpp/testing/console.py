@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
@@ -319,6 +320,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[TextIO] = None) -
         return 1
     folder, token_file = _write_token(args.token)
     try:
+        _exit_on_sigterm()
         return _run(server, args.login, args.token, token_file, stdin)
     except KeyboardInterrupt:
         err.write("\n")
@@ -328,6 +330,18 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[TextIO] = None) -
     finally:
         server.stop()
         _remove(folder)
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM ends the console like ``quit``: the server stops, the token file goes."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # pragma: no cover - not the main thread
+        pass
 
 
 def _run(server: FakeServer, login: str, token: str, token_file: str, stdin: Optional[TextIO]) -> int:
