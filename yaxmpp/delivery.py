@@ -53,7 +53,8 @@ class Delivery:
         self._queue: Deque[Any] = deque()  # notifications (and, with on_notification, calls)
         self._calls: Deque[Call] = deque()  # calls, when notifications are pulled
         self._count = 0  # notifications in _queue
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # (taken directly on the hot paths: no Python frame)
+        self._cond = threading.Condition(self._lock)
         self._ended = True  # until the client first connects
         self._opened = False
         self._error: Optional[Error] = None
@@ -64,19 +65,14 @@ class Delivery:
 
     def put_notifications(self, items: Iterable[Any]) -> int:
         """Queue what fits, in order; return how many were taken (the rest were refused)."""
-        taken = 0
-        with self._cond:
-            queue = self._queue
-            room = self.max_pending - self._count
-            for item in items:
-                if taken >= room:
-                    self.refused += 1
-                    continue
-                queue.append(item)
-                taken += 1
+        batch = items if isinstance(items, list) else list(items)
+        with self._lock:
+            taken = min(max(self.max_pending - self._count, 0), len(batch))
             if taken:
+                self._queue.extend(batch if taken == len(batch) else batch[:taken])
                 self._count += taken
                 self._cond.notify_all()
+            self.refused += len(batch) - taken
         return taken
 
     def put_call(self, function: Optional[Callable[..., Any]], *args: Any) -> None:
@@ -123,7 +119,7 @@ class Delivery:
     def take(self, timeout: Optional[float]) -> Any:
         """The next notification, or None when ``timeout`` passed first.  Once ended and
         drained, raises what ended it (``ClientClosed`` after ``close()``)."""
-        with self._cond:
+        with self._lock:
             queue = self._queue
             if queue:  # the common case when the consumer keeps up, made cheap
                 self._count -= 1

@@ -10,14 +10,15 @@ attribute and the raw element, and never fails on what it does not recognise.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, Optional, Tuple
-from xml.etree.ElementTree import Element
+from itertools import repeat
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from xml.etree.ElementTree import Element, SubElement
 
 from . import ns
 from .stanzas import escape_attr
 from .xmltext import to_xml
 
-__all__ = ["Change", "Notification", "subscribe_payload", "subscribe_target", "disk_path"]
+__all__ = ["Change", "Notification", "notifications", "subscribe_payload", "subscribe_target", "disk_path"]
 
 SUBSCRIBE = '<s xmlns="%s"/>' % ns.DISK
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -123,7 +124,12 @@ class Notification:
     ``changes`` and ``xml`` are worked out on first use.
     """
 
-    __slots__ = ("element", "received_at", "iq_id", "sender", "_changes", "_xml")
+    # A push of the usual shape (a query holding one diff of ops, attributes only) is kept as
+    # its attribute dictionaries alone until ``element`` is asked for: ``_attrs`` (the query's)
+    # and ``_ops`` (the op's, or a tuple of them for several), dicts of strings, which the
+    # cyclic garbage collector does not track, where the parsed elements are three or more
+    # tracked objects per push (see :func:`notifications`).  ``_element`` is None until then.
+    __slots__ = ("_element", "received_at", "iq_id", "sender", "_changes", "_xml", "_attrs", "_ops")
 
     def __init__(
         self,
@@ -132,24 +138,50 @@ class Notification:
         iq_id: Optional[str] = None,
         sender: Optional[str] = None,
         changes: Optional[Tuple[Change, ...]] = None,
+        _compact: "Optional[_Compact]" = None,  # (internal: see notifications())
     ) -> None:
-        self.element = element
         self.received_at = received_at
         self.iq_id = iq_id
         self.sender = sender
         self._changes = changes
         self._xml: Optional[str] = None
+        if _compact is None:
+            self._element: Optional[Element] = element
+            self._attrs: Optional[Dict[str, str]] = None
+            self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = None
+        else:
+            self._element = None
+            self._attrs, self._ops = _compact
+
+    @property
+    def element(self) -> Element:
+        element = self._element
+        if element is None:
+            element = self._element = _rebuild(self._attrs, self._op_attrs())
+        return element
+
+    @element.setter
+    def element(self, element: Element) -> None:
+        self._element = element
+        self._attrs = self._ops = None
+
+    def _op_attrs(self) -> Tuple[Dict[str, str], ...]:
+        ops = self._ops
+        return (ops,) if type(ops) is dict else ops  # type: ignore[return-value]
 
     @property
     def changes(self) -> Tuple[Change, ...]:
         changes = self._changes
         if changes is None:
-            changes = self._changes = self.parse_changes(self.element)
+            if self._element is None:
+                changes = self._changes = tuple(map(Change, self._op_attrs()))
+            else:
+                changes = self._changes = self.parse_changes(self.element)
         return changes
 
     @property
     def attrs(self) -> Mapping[str, str]:
-        attrib = self.element.attrib
+        attrib = self._attrs if self._element is None else self.element.attrib
         return MappingProxyType(attrib) if attrib else _EMPTY
 
     @staticmethod
@@ -182,6 +214,44 @@ class Notification:
 
     def __repr__(self) -> str:
         return "Notification(changes=%r, attrs=%r)" % (self.changes, dict(self.attrs))
+
+
+#: A query of the usual shape, by its attributes: the query's, and the op's (or a tuple of them).
+_Compact = Tuple[Dict[str, str], Union[Dict[str, str], Tuple[Dict[str, str], ...]]]
+
+
+def _compact(query: Element) -> Optional[_Compact]:
+    """The attributes of ``query`` if they are all it holds: one ``diff`` (no attributes) of
+    one or more ``op`` elements (no children), and no text or tail anywhere; else None."""
+    if len(query) != 1 or query.text is not None or query.tail is not None:
+        return None
+    diff = query[0]
+    if diff.tag != _DIFF or diff.text is not None or diff.tail is not None or diff.keys() or not len(diff):
+        return None
+    for op in diff:
+        if op.tag != _OP or len(op) or op.text is not None or op.tail is not None:
+            return None
+    if len(diff) == 1:
+        return query.attrib, diff[0].attrib
+    return query.attrib, tuple([op.attrib for op in diff])
+
+
+def _rebuild(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) -> Element:
+    """The query element a compact push was made from (equal in tags, attributes and text)."""
+    query = Element(ns.DISK_QUERY, attrib or {})
+    diff = SubElement(query, _DIFF)
+    for op in ops:
+        SubElement(diff, _OP, op)
+    return query
+
+
+def notifications(
+    queries: Sequence[Element], received_at: float, iq_ids: Sequence[str], senders: Sequence[Optional[str]]
+) -> List[Notification]:
+    """One :class:`Notification` per push of a run, as the driver queues them: a query of the
+    usual shape is kept by its attributes only (its element is made again if asked for), so
+    that a backlog of queued pushes costs the garbage collector one object each."""
+    return list(map(Notification, queries, repeat(received_at), iq_ids, senders, repeat(None), map(_compact, queries)))
 
 
 def push_xml(iq_id: str, query_xml: str, sender: Optional[str] = None, to: Optional[str] = None) -> str:

@@ -637,11 +637,11 @@ class StreamParser:
             last = events[-1][1]
             if last is root:
                 ended = True
-                complete = root[:]
+                complete = list(root[:])
             elif root[-1] is last:
-                complete = root[:]
+                complete = list(root[:])
             else:
-                complete = root[:-1]
+                complete = list(root[:-1])
         opened: Optional[Element] = root[-1] if not ended and len(root) > len(complete) else None
         try:
             if complete:
