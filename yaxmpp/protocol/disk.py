@@ -228,12 +228,16 @@ def _compact(query: Element) -> Optional[_Compact]:
     diff = query[0]
     if diff.tag != _DIFF or diff.text is not None or diff.tail is not None or diff.keys() or not len(diff):
         return None
-    for op in diff:
+    if len(diff) == 1:  # the usual push: one op
+        op = diff[0]
         if op.tag != _OP or len(op) or op.text is not None or op.tail is not None:
             return None
-    if len(diff) == 1:
-        return query.attrib, diff[0].attrib
-    return query.attrib, tuple([op.attrib for op in diff])
+        return query.attrib, op.attrib
+    ops = diff[:]  # (a slice: iterating an element ends in an IndexError)
+    for op in ops:
+        if op.tag != _OP or len(op) or op.text is not None or op.tail is not None:
+            return None
+    return query.attrib, tuple([op.attrib for op in ops])
 
 
 def _rebuild(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) -> Element:

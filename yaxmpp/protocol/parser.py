@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Deque, Dict, List, Optional, Union
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 from xml.parsers.expat import ErrorString, ExpatError
@@ -398,6 +398,7 @@ def _malformed(exc: BaseException) -> ProtocolError:
 
 
 _tag_of = attrgetter("tag")
+_children = itemgetter(slice(None))
 
 
 def _deeper(elements: "List[Any]", depth: int, limit: int) -> bool:
@@ -407,7 +408,9 @@ def _deeper(elements: "List[Any]", depth: int, limit: int) -> bool:
     while level:
         if depth > limit:
             return True
-        level = list(chain.from_iterable(level))
+        # Slices, not iteration: iterating an element ends in an IndexError, raised in C
+        # but still dear; leaves (most elements) are filtered out first.
+        level = list(chain.from_iterable(map(_children, filter(len, level))))
         depth += 1
     return False
 
