@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from itertools import repeat
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 
@@ -22,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from _common import SESSION_HEADER, chunks, interleaved_medians, push_stream  # noqa: E402
 
 from yaxmpp.protocol import ClientProtocol, PushesReceived, XYandexOAuth  # noqa: E402
-from yaxmpp.protocol.disk import notifications as make_notifications  # noqa: E402
+from yaxmpp.protocol.disk import Notification  # noqa: E402
 from yaxmpp.protocol.parser import StreamParser  # noqa: E402
 
 CHUNK = 16 * 1024
@@ -60,7 +61,7 @@ def run_core(pieces, ack: bool = True, read_changes: bool = False) -> int:
         notifications = []
         for event in core.receive_data(piece):
             if type(event) is PushesReceived:
-                made = make_notifications(event.queries, now, event.iq_ids, event.senders)
+                made = list(map(Notification, event.queries, repeat(now), event.iq_ids, event.senders))
                 notifications += made
                 if ack:
                     core.acknowledge_all(event, len(made))

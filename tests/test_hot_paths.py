@@ -1,6 +1,7 @@
 """The shortcuts of the push hot path give exactly what the general code gives: compact
-notifications (kept by their attributes, elements made again on demand), the acknowledgements
-of a run built in one string, and the pushes of a run gathered in one event."""
+notifications (kept by their attributes while queued behind a backlog, elements made again on
+demand), the acknowledgements of a run built in one string, and the pushes of a run gathered
+in one event."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import List, Optional
 import pytest
 
 from yaxmpp.protocol import stanzas
-from yaxmpp.protocol.disk import Notification, notifications
+from yaxmpp.delivery import COMPACT_BACKLOG, Delivery
+from yaxmpp.protocol.disk import Notification, compact_notifications
 from yaxmpp.protocol.events import PushesReceived
 from yaxmpp.protocol.xmltext import to_xml
 from yaxmpp.testing.server import query_xml
@@ -36,8 +38,14 @@ UNUSUAL = [
 ]
 
 
+def notifications(queries: List[ET.Element], at: float, ids: List[str], senders: List[Optional[str]]) -> List[Notification]:
+    made = [Notification(q, at, i, s) for q, i, s in zip(queries, ids, senders)]
+    compact_notifications(made)
+    return made
+
+
 def _pair(xml: str) -> "tuple[Notification, Notification]":
-    """The same push as the driver makes it and as the public constructor does."""
+    """The same push compacted (as queued behind a backlog) and as made."""
     made = notifications([ET.fromstring(xml)], 5.0, ["id1"], ["ya.ru"])[0]
     plain = Notification(ET.fromstring(xml), 5.0, "id1", "ya.ru")
     return made, plain
@@ -91,6 +99,37 @@ def test_setting_the_element_replaces_the_compact_form() -> None:
     made.element = other
     assert made.element is other
     assert len(made.changes) == 2
+
+
+def test_a_notification_already_looked_at_is_not_compacted() -> None:
+    seen = Notification(ET.fromstring(USUAL), 1.0)
+    seen.changes
+    compact_notifications([seen, "not a notification"])
+    assert seen._element is not None
+
+
+def test_the_queue_compacts_what_comes_behind_a_backlog() -> None:
+    delivery = Delivery(10 * COMPACT_BACKLOG, None, False, "test")
+    delivery.reopen()
+    batch = [Notification(ET.fromstring(USUAL), 1.0, str(i)) for i in range(COMPACT_BACKLOG)]
+    assert delivery.put_notifications(batch) == COMPACT_BACKLOG
+    assert all(n._element is not None for n in batch)  # the consumer keeps up: left whole
+    late = [Notification(ET.fromstring(USUAL), 1.0, "late%d" % i) for i in range(3)]
+    assert delivery.put_notifications(late) == 3
+    assert all(n._element is None for n in late)
+    taken = [delivery.take(0) for _ in range(COMPACT_BACKLOG + 3)]
+    assert [n.iq_id for n in taken[-3:]] == ["late0", "late1", "late2"]
+    assert taken[-1].changes[0].path == "/disk/a.txt" and taken[-1].xml == taken[0].xml
+
+
+def test_a_full_queue_takes_what_fits_and_counts_the_rest() -> None:
+    delivery = Delivery(5, None, False, "test")
+    delivery.reopen()
+    assert delivery.put_notifications(iter(range(3))) == 3
+    assert delivery.put_notifications([3, 4, 5, 6]) == 2
+    assert delivery.put_notifications([7]) == 0
+    assert delivery.refused == 3 and len(delivery) == 5
+    assert [delivery.take(0) for _ in range(5)] == [0, 1, 2, 3, 4]
 
 
 # -- acknowledgements -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import logging
 import socket
 import threading
 import time
+from itertools import repeat
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 from xml.etree.ElementTree import Element
 
@@ -44,7 +45,6 @@ from .errors import (
 from .options import Options
 from .protocol.core import ClientProtocol
 from .protocol.disk import Notification
-from .protocol.disk import notifications as make_notifications
 from .protocol.events import (
     Authenticated,
     Bound,
@@ -414,7 +414,7 @@ class Connection:
         """Queue the pushes with the client, then acknowledge them: an acknowledged push is
         already safe.  Those it could not take are answered with an error instead."""
         count = len(pushes)
-        notifications = make_notifications(pushes.queries, time.time(), pushes.iq_ids, pushes.senders)
+        notifications = list(map(Notification, pushes.queries, repeat(time.time(), count), pushes.iq_ids, pushes.senders))
         taken = self._on_pushes(notifications)
         if taken < count:  # said before the answers go out, so it is in the log when they arrive
             log.warning("notification queue full: refused %d push(es)", count - taken)

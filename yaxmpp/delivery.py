@@ -24,8 +24,12 @@ from typing import Any, Callable, Deque, Iterable, Optional
 
 from .deadline import Deadline
 from .errors import ClientClosed, Error, Timeout
+from .protocol.disk import compact_notifications
 
 __all__ = ["Delivery", "Call"]
+
+#: Queued notifications past which new ones are compacted (see compact_notifications).
+COMPACT_BACKLOG = 512
 
 log = logging.getLogger("yaxmpp")
 
@@ -66,6 +70,8 @@ class Delivery:
     def put_notifications(self, items: Iterable[Any]) -> int:
         """Queue what fits, in order; return how many were taken (the rest were refused)."""
         batch = items if isinstance(items, list) else list(items)
+        if self._count >= COMPACT_BACKLOG:  # the consumer lags: keep the backlog cheap for the GC
+            compact_notifications(batch)
         with self._lock:
             taken = min(max(self.max_pending - self._count, 0), len(batch))
             if taken:

@@ -10,15 +10,14 @@ attribute and the raw element, and never fails on what it does not recognise.
 from __future__ import annotations
 
 from types import MappingProxyType
-from itertools import repeat
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 from xml.etree.ElementTree import Element, SubElement
 
 from . import ns
 from .stanzas import escape_attr
 from .xmltext import to_xml
 
-__all__ = ["Change", "Notification", "notifications", "subscribe_payload", "subscribe_target", "disk_path"]
+__all__ = ["Change", "Notification", "compact_notifications", "subscribe_payload", "subscribe_target", "disk_path"]
 
 SUBSCRIBE = '<s xmlns="%s"/>' % ns.DISK
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -128,7 +127,7 @@ class Notification:
     # its attribute dictionaries alone until ``element`` is asked for: ``_attrs`` (the query's)
     # and ``_ops`` (the op's, or a tuple of them for several), dicts of strings, which the
     # cyclic garbage collector does not track, where the parsed elements are three or more
-    # tracked objects per push (see :func:`notifications`).  ``_element`` is None until then.
+    # tracked objects per push (see :func:`compact_notifications`).  ``_element`` is None until then.
     __slots__ = ("_element", "received_at", "iq_id", "sender", "_changes", "_xml", "_attrs", "_ops")
 
     def __init__(
@@ -138,20 +137,15 @@ class Notification:
         iq_id: Optional[str] = None,
         sender: Optional[str] = None,
         changes: Optional[Tuple[Change, ...]] = None,
-        _compact: "Optional[_Compact]" = None,  # (internal: see notifications())
     ) -> None:
         self.received_at = received_at
         self.iq_id = iq_id
         self.sender = sender
         self._changes = changes
         self._xml: Optional[str] = None
-        if _compact is None:
-            self._element: Optional[Element] = element
-            self._attrs: Optional[Dict[str, str]] = None
-            self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = None
-        else:
-            self._element = None
-            self._attrs, self._ops = _compact
+        self._element: Optional[Element] = element
+        self._attrs: Optional[Dict[str, str]] = None  # (see compact_notifications())
+        self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = None
 
     @property
     def element(self) -> Element:
@@ -249,13 +243,19 @@ def _rebuild(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) 
     return query
 
 
-def notifications(
-    queries: Sequence[Element], received_at: float, iq_ids: Sequence[str], senders: Sequence[Optional[str]]
-) -> List[Notification]:
-    """One :class:`Notification` per push of a run, as the driver queues them: a query of the
-    usual shape is kept by its attributes only (its element is made again if asked for), so
-    that a backlog of queued pushes costs the garbage collector one object each."""
-    return list(map(Notification, queries, repeat(received_at), iq_ids, senders, repeat(None), map(_compact, queries)))
+def compact_notifications(notifications: Iterable[object]) -> None:
+    """Let the usual pushes among fresh ``notifications`` (nobody has looked at them yet) keep
+    their attributes only, dropping their elements (made again if asked for): a backlog of
+    queued pushes then costs the garbage collector one object each, not four or more.  What
+    the notifications show is the same either way.  Others are left as they are."""
+    for notification in notifications:
+        if type(notification) is Notification:
+            element = notification._element
+            if element is not None and notification._changes is None and notification._xml is None:
+                compact = _compact(element)
+                if compact is not None:
+                    notification._element = None
+                    notification._attrs, notification._ops = compact
 
 
 def push_xml(iq_id: str, query_xml: str, sender: Optional[str] = None, to: Optional[str] = None) -> str:
