@@ -14,8 +14,9 @@ batch so that nothing is refused if the user loop lags), yaxmpp with ``compress=
 which the server offers) and, as the baseline, a slixmpp ClientXMPP (SASL PLAIN with the
 token as password, STARTTLS, a Callback handler on ``iq/{yandex:push:disk}query`` that sends
 ``iq.reply(clear=True)``).  Neither user loop looks inside the pushes (yaxmpp parses
-``Notification.changes`` lazily; slixmpp has built its stanza objects already).  Reports the
-median pushes/s over the runs, the range, and the ratio to slixmpp; "server done" is the
+``Notification.changes`` lazily; slixmpp has built its stanza objects already).  The runs are
+interleaved (each round runs every client once, in turn).  Reports the median pushes/s over
+the runs, the range, the ratio to slixmpp, and zlib against plain round by round; "server done" is the
 median time at which the server process had written the whole batch (its writes block while
 the client's TCP window is full, so it also shows how far the client lagged behind).
 
@@ -31,7 +32,7 @@ Python loop that reads the TLS socket and only counts the pushes (``data.count(b
 and the same loop feeding every read to a bare pyexpat parser with no handlers.  Neither
 acknowledges anything.  Threads are counted too (yaxmpp's reader and the user's loop).
 
-    python benchmarks/bench_e2e.py [--count 100000] [--runs 5] [--slixmpp-count 50000]
+    python benchmarks/bench_e2e.py [--count 100000] [--runs 5] [--slixmpp-count 50000] [--only CLIENT]
     python benchmarks/bench_e2e.py --callgrind [--counts 4000,20000] [--slixmpp-counts 1000,3000]
 """
 
@@ -359,23 +360,30 @@ def main_callgrind(counts: Tuple[int, int], slixmpp_counts: Tuple[int, int], var
 # -- table -----------------------------------------------------------------------------------
 
 
-def measure(name: str, function: Callable[[], Tuple[float, float]], count: int, runs: int) -> Dict[str, object]:
-    times: List[float] = []
-    servers: List[float] = []
+def measure_interleaved(clients: "List[Tuple[str, Callable[[], Tuple[float, float]], int]]", runs: int) -> List[Dict[str, object]]:
+    """Every round runs every client once, in turn, so that a change in the shared machine's
+    load touches them all alike; per client: the median, the range, and the per-round times."""
+    times: Dict[str, List[float]] = {name: [] for name, _, _ in clients}
+    servers: Dict[str, List[float]] = {name: [] for name, _, _ in clients}
     for _ in range(runs):
-        elapsed, server_done = function()
-        times.append(elapsed)
-        servers.append(server_done)
-        print("    %-28s %7.3f s  %9.0f pushes/s" % (name, elapsed, count / elapsed), file=sys.stderr, flush=True)
-    median = statistics.median(times)
-    return {
-        "name": name,
-        "count": count,
-        "seconds": median,
-        "rate": count / median,
-        "spread": (count / max(times), count / min(times)),
-        "server": statistics.median(servers),
-    }
+        for name, function, count in clients:
+            elapsed, server_done = function()
+            times[name].append(elapsed)
+            servers[name].append(server_done)
+            print("    %-28s %7.3f s  %9.0f pushes/s" % (name, elapsed, count / elapsed), file=sys.stderr, flush=True)
+    rows = []
+    for name, _, count in clients:
+        median = statistics.median(times[name])
+        rows.append({
+            "name": name,
+            "count": count,
+            "seconds": median,
+            "rate": count / median,
+            "spread": (count / max(times[name]), count / min(times[name])),
+            "server": statistics.median(servers[name]),
+            "rates": [count / t for t in times[name]],
+        })
+    return rows
 
 
 def _pair(text: str) -> Tuple[int, int]:
@@ -397,7 +405,7 @@ def main() -> None:
     parser.add_argument("--counts", type=_pair, default=(4000, 20000), help="N1,N2 for --callgrind")
     parser.add_argument("--slixmpp-counts", type=_pair, default=(1000, 3000), help="N1,N2 for slixmpp")
     parser.add_argument("--only", action="append", choices=sorted(CALLGRIND_VARIANTS),
-                        help="with --callgrind: just this client (repeatable)")
+                        help="just this client (repeatable; the ceilings are for --callgrind)")
     args = parser.parse_args()
     if args.callgrind:
         main_callgrind(args.counts, args.slixmpp_counts, args.only or list(CALLGRIND_VARIANTS))
@@ -405,14 +413,16 @@ def main() -> None:
     import slixmpp
 
     load = os.getloadavg()[0]
-    rows = [
-        measure("yaxmpp", lambda: run_yaxmpp(args.count, False), args.count, args.runs),
-        measure("yaxmpp compress=True", lambda: run_yaxmpp(args.count, True), args.count, args.runs),
-        measure("slixmpp (baseline)", lambda: run_slixmpp(args.slixmpp_count), args.slixmpp_count, args.runs),
+    clients = [
+        ("yaxmpp", lambda: run_yaxmpp(args.count, False), args.count),
+        ("yaxmpp compress=True", lambda: run_yaxmpp(args.count, True), args.count),
+        ("slixmpp (peer)", lambda: run_slixmpp(args.slixmpp_count), args.slixmpp_count),
     ]
-    baseline = rows[-1]["rate"]
+    rows = measure_interleaved([c for c in clients if not args.only or c[0] in args.only], args.runs)
+    by_name = {row["name"]: row for row in rows}
+    baseline = by_name["slixmpp (peer)"]["rate"] if "slixmpp (peer)" in by_name else None
     print(
-        "Disk pushes over loopback STARTTLS, server in its own process, median of %d runs (fresh server each),\n"
+        "Disk pushes over loopback STARTTLS, server in its own process, %d interleaved rounds (fresh server each run),\n"
         "Python %s, slixmpp %s, %d CPUs, load average %.2f -> %.2f"
         % (args.runs, sys.version.split()[0], slixmpp.__version__, os.cpu_count() or 0, load, os.getloadavg()[0])
     )
@@ -421,12 +431,15 @@ def main() -> None:
     for row in rows:
         low, high = row["spread"]  # type: ignore[misc]
         print(
-            "  %-22s %8d %7.3fs %10.0f %9.0f-%-9.0f %11.3fs %8.2fx"
+            "  %-22s %8d %7.3fs %10.0f %9.0f-%-9.0f %11.3fs %9s"
             % (row["name"], row["count"], row["seconds"], row["rate"], low, high, row["server"],
-               row["rate"] / baseline)  # type: ignore[operator]
+               "%.2fx" % (row["rate"] / baseline) if baseline else "")  # type: ignore[operator]
         )
-    target = rows[0]["rate"] >= 50_000 and rows[0]["rate"] >= 2 * baseline  # type: ignore[operator]
-    print("  target (yaxmpp >= 50,000 pushes/s and >= 2x slixmpp): %s" % ("met" if target else "NOT met"))
+    if "yaxmpp" in by_name and "yaxmpp compress=True" in by_name:
+        # zlib against plain, round by round (each pair ran back to back).
+        ratios = [z / p for p, z in zip(by_name["yaxmpp"]["rates"], by_name["yaxmpp compress=True"]["rates"])]  # type: ignore[call-overload]
+        print("  zlib / plain, per round: %s (median %.2f)" % (", ".join("%.2f" % r for r in ratios), statistics.median(ratios)))
+        print("  target (zlib >= 0.85x plain): %s" % ("met" if statistics.median(ratios) >= 0.85 else "NOT met"))
 
 
 if __name__ == "__main__":
