@@ -30,7 +30,7 @@ def check_timeout(name: str, value: object, *, allow_none: bool) -> Optional[flo
         if allow_none:
             return None
         raise UsageError("%s must be a number of seconds, not None" % name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise UsageError("%s must be a number of seconds, not %s" % (name, type(value).__name__))
     try:
         seconds = float(value)

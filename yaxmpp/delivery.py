@@ -24,8 +24,12 @@ from typing import Any, Callable, Deque, Iterable, List, Optional
 
 from .deadline import Deadline
 from .errors import ClientClosed, Error, Timeout
+from .protocol.disk import compact_notifications
 
 __all__ = ["Delivery", "Call"]
+
+#: Queued notifications past which new ones are compacted (see compact_notifications).
+COMPACT_BACKLOG = 512
 
 log = logging.getLogger("yaxmpp")
 
@@ -54,7 +58,8 @@ class Delivery:
         self._calls: Deque[Call] = deque()  # calls, when notifications are pulled
         self._count = 0  # notifications in _queue (and in _held)
         self._held: Optional[List[Any]] = None  # notifications kept back until release()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # (taken directly on the hot paths: no Python frame)
+        self._cond = threading.Condition(self._lock)
         self._ended = True  # until the client first connects
         self._opened = False
         self._error: Optional[Error] = None
@@ -66,20 +71,17 @@ class Delivery:
     def put_notifications(self, items: Iterable[Any]) -> int:
         """Queue what fits, in order; return how many were taken (the rest were refused).
         While held (:meth:`hold`), what is taken waits aside, still counted."""
-        taken = 0
-        with self._cond:
-            held = self._held
-            queue = self._queue if held is None else held
-            room = self.max_pending - self._count
-            for item in items:
-                if taken >= room:
-                    self.refused += 1
-                    continue
-                queue.append(item)
-                taken += 1
+        batch = items if isinstance(items, list) else list(items)
+        if self._count >= COMPACT_BACKLOG:  # the consumer lags: keep the backlog cheap for the GC
+            compact_notifications(batch)
+        with self._lock:
+            taken = min(max(self.max_pending - self._count, 0), len(batch))
             if taken:
+                held = self._held
+                (self._queue if held is None else held).extend(batch if taken == len(batch) else batch[:taken])
                 self._count += taken
                 self._cond.notify_all()
+            self.refused += len(batch) - taken
         return taken
 
     def put_call(self, function: Optional[Callable[..., Any]], *args: Any) -> None:
@@ -152,7 +154,7 @@ class Delivery:
     def take(self, timeout: Optional[float]) -> Any:
         """The next notification, or None when ``timeout`` passed first.  Once ended and
         drained, raises what ended it (``ClientClosed`` after ``close()``)."""
-        with self._cond:
+        with self._lock:
             queue = self._queue
             if queue:  # the common case when the consumer keeps up, made cheap
                 self._count -= 1

@@ -13,7 +13,7 @@ import base64
 import binascii
 import logging
 import secrets
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
@@ -310,17 +310,24 @@ class ClientProtocol:
         if self._close_sent or step is Step.TLS or step is Step.COMPRESSION:
             unacked.difference_update(ids)
             return
-        result = stanzas.iq_result
-        parts = [result(senders[i], ids[i]) for i in range(min(taken, len(ids))) if ids[i]]
-        for i in range(taken, len(ids)):
-            if ids[i]:
-                parts.append(stanzas.iq_error(senders[i], ids[i], "resource-constraint", "wait"))
+        parts: List[str]
+        fast = None
+        if taken >= len(ids) and senders and senders.count(senders[0]) == len(senders):
+            fast = stanzas.iq_results(senders[0], ids)  # all taken, all from one sender: the usual run
+        if fast is not None:
+            parts = [fast]
+        else:
+            result = stanzas.iq_result
+            parts = [result(senders[i], ids[i]) for i in range(min(taken, len(ids))) if ids[i]]
+            for i in range(taken, len(ids)):
+                if ids[i]:
+                    parts.append(stanzas.iq_error(senders[i], ids[i], "resource-constraint", "wait"))
         unacked.difference_update(ids)
         if parts:
             self._out.append("".join(parts).encode("utf-8"))
             if self._debug:
                 scrub = self.redactor.scrub  # a sender's address is the server's choice
-                for part in parts:
+                for part in parts if fast is None else [stanzas.iq_result(senders[0], iq_id) for iq_id in ids]:
                     xml_log.debug("SEND %s", scrub(part))
         if self._close_owed and not unacked:
             self._send_close()
@@ -394,26 +401,8 @@ class ClientProtocol:
                 items = parser.items
                 if items:
                     parser.items = []
-                    pushes_allowed = self.authenticated
-                    for item in items:
-                        # Disk pushes, the hot path, are recognised here; all else goes to _dispatch.
-                        if (
-                            pushes_allowed
-                            and type(item) is Element
-                            and item.tag == _IQ
-                            and len(item)
-                            and item[0].tag == _DISK_QUERY
-                            and item.get("type") == "set"
-                        ):
-                            sender = item.get("from")
-                            # A push comes from the server (no "from", or a server or
-                            # component address) or the user's own account; no other user.
-                            if sender is None or "@" not in sender or self._own(sender):
-                                self._on_push(item, sender, events)
-                                continue
-                        self._dispatch(item, events)
-                        if self.closed:
-                            return events
+                    if self._take_items(items, events):
+                        return events
                 if failure is not None:
                     raise failure
                 if self.step is Step.TLS:
@@ -678,20 +667,49 @@ class ClientProtocol:
         else:
             raise ProtocolError("expected the SASL result, got <%s>" % tag)
 
-    def _on_push(self, elem: Element, sender: Optional[str], events: List[Event]) -> None:
-        if self._debug:
-            xml_log.debug("RECV %s", self.redactor.scrub(to_xml(elem)))
-        iq_id = elem.get("id") or ""
+    def _take_items(self, items: Sequence[object], events: List[Event]) -> bool:
+        """Dispatch what the parser gave; True once the stream is closed.
+
+        Disk pushes, the hot path, are recognised here and gathered into one
+        :class:`PushesReceived` per run (their ids are marked unacknowledged once per run);
+        all else goes to :meth:`_dispatch`."""
+        run: Optional[PushesReceived] = None
+        pushes_allowed = self.authenticated
+        debug = self._debug
+        for item in items:
+            if pushes_allowed and type(item) is Element and item.tag == _IQ and len(item):
+                query = item[0]
+                if query.tag == _DISK_QUERY and item.get("type") == "set":
+                    sender = item.get("from")
+                    # A push comes from the server (no "from", or a server or component
+                    # address) or the user's own account; no other user.
+                    if sender is None or "@" not in sender or self._own(sender):
+                        if debug:
+                            xml_log.debug("RECV %s", self.redactor.scrub(to_xml(item)))
+                        if run is None:
+                            run = PushesReceived()
+                            events.append(run)
+                        run.iq_ids.append(item.get("id") or "")
+                        run.senders.append(sender)
+                        run.queries.append(query)
+                        continue
+            if run is not None:
+                self._mark_unacked(run)
+            self._dispatch(item, events)
+            if self.closed:
+                return True
+            if run is not None and events[-1] is not run:
+                run = None  # pushes after this event start a new run
+        if run is not None:
+            self._mark_unacked(run)
+        return False
+
+    def _mark_unacked(self, run: PushesReceived) -> None:
         # Delivered even when it cannot be acknowledged: received data is never dropped.
-        if iq_id and not self._close_sent:
-            self._unacked.add(iq_id)
-        run = events[-1] if events else None
-        if not isinstance(run, PushesReceived):
-            run = PushesReceived()
-            events.append(run)
-        run.iq_ids.append(iq_id)
-        run.senders.append(sender)
-        run.queries.append(elem[0])
+        if not self._close_sent:
+            unacked = self._unacked
+            unacked.update(run.iq_ids)
+            unacked.discard("")
 
     def _on_iq(self, elem: Element, events: List[Event]) -> None:
         iq_type = elem.get("type")

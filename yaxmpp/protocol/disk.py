@@ -10,14 +10,14 @@ attribute and the raw element, and never fails on what it does not recognise.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Mapping, Optional, Tuple
-from xml.etree.ElementTree import Element
+from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
+from xml.etree.ElementTree import Element, SubElement
 
 from . import ns
 from .stanzas import escape_attr
 from .xmltext import to_xml
 
-__all__ = ["Change", "Notification", "subscribe_payload", "subscribe_target", "disk_path"]
+__all__ = ["Change", "Notification", "compact_notifications", "subscribe_payload", "subscribe_target", "disk_path"]
 
 SUBSCRIBE = '<s xmlns="%s"/>' % ns.DISK
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -123,7 +123,12 @@ class Notification:
     ``changes`` and ``xml`` are worked out on first use.
     """
 
-    __slots__ = ("element", "received_at", "iq_id", "sender", "_changes", "_xml")
+    # A push of the usual shape (a query holding one diff of ops, attributes only) is kept as
+    # its attribute dictionaries alone until ``element`` is asked for: ``_attrs`` (the query's)
+    # and ``_ops`` (the op's, or a tuple of them for several), dicts of strings, which the
+    # cyclic garbage collector does not track, where the parsed elements are three or more
+    # tracked objects per push (see :func:`compact_notifications`).  ``_element`` is None until then.
+    __slots__ = ("_element", "received_at", "iq_id", "sender", "_changes", "_xml", "_attrs", "_ops")
 
     #: False here, True on a :class:`yaxmpp.Resync` (the gap marker after a reconnect).
     is_resync = False
@@ -136,23 +141,44 @@ class Notification:
         sender: Optional[str] = None,
         changes: Optional[Tuple[Change, ...]] = None,
     ) -> None:
-        self.element = element
         self.received_at = received_at
         self.iq_id = iq_id
         self.sender = sender
         self._changes = changes
         self._xml: Optional[str] = None
+        self._element: Optional[Element] = element
+        self._attrs: Optional[Dict[str, str]] = None  # (see compact_notifications())
+        self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = None
+
+    @property
+    def element(self) -> Element:
+        element = self._element
+        if element is None:
+            element = self._element = _rebuild(self._attrs, self._op_attrs())
+        return element
+
+    @element.setter
+    def element(self, element: Element) -> None:
+        self._element = element
+        self._attrs = self._ops = None
+
+    def _op_attrs(self) -> Tuple[Dict[str, str], ...]:
+        ops = self._ops
+        return (ops,) if type(ops) is dict else ops  # type: ignore[return-value]
 
     @property
     def changes(self) -> Tuple[Change, ...]:
         changes = self._changes
         if changes is None:
-            changes = self._changes = self.parse_changes(self.element)
+            if self._element is None:
+                changes = self._changes = tuple(map(Change, self._op_attrs()))
+            else:
+                changes = self._changes = self.parse_changes(self.element)
         return changes
 
     @property
     def attrs(self) -> Mapping[str, str]:
-        attrib = self.element.attrib
+        attrib = self._attrs if self._element is None else self.element.attrib
         return MappingProxyType(attrib) if attrib else _EMPTY
 
     @staticmethod
@@ -185,6 +211,54 @@ class Notification:
 
     def __repr__(self) -> str:
         return "Notification(changes=%r, attrs=%r)" % (self.changes, dict(self.attrs))
+
+
+#: A query of the usual shape, by its attributes: the query's, and the op's (or a tuple of them).
+_Compact = Tuple[Dict[str, str], Union[Dict[str, str], Tuple[Dict[str, str], ...]]]
+
+
+def _compact(query: Element) -> Optional[_Compact]:
+    """The attributes of ``query`` if they are all it holds: one ``diff`` (no attributes) of
+    one or more ``op`` elements (no children), and no text or tail anywhere; else None."""
+    if len(query) != 1 or query.text is not None or query.tail is not None:
+        return None
+    diff = query[0]
+    if diff.tag != _DIFF or diff.text is not None or diff.tail is not None or diff.keys() or not len(diff):
+        return None
+    if len(diff) == 1:  # the usual push: one op
+        op = diff[0]
+        if op.tag != _OP or len(op) or op.text is not None or op.tail is not None:
+            return None
+        return query.attrib, op.attrib
+    ops = diff[:]  # (a slice: iterating an element ends in an IndexError)
+    for op in ops:
+        if op.tag != _OP or len(op) or op.text is not None or op.tail is not None:
+            return None
+    return query.attrib, tuple([op.attrib for op in ops])
+
+
+def _rebuild(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) -> Element:
+    """The query element a compact push was made from (equal in tags, attributes and text)."""
+    query = Element(ns.DISK_QUERY, attrib or {})
+    diff = SubElement(query, _DIFF)
+    for op in ops:
+        SubElement(diff, _OP, op)
+    return query
+
+
+def compact_notifications(notifications: Iterable[object]) -> None:
+    """Let the usual pushes among fresh ``notifications`` (nobody has looked at them yet) keep
+    their attributes only, dropping their elements (made again if asked for): a backlog of
+    queued pushes then costs the garbage collector one object each, not four or more.  What
+    the notifications show is the same either way.  Others are left as they are."""
+    for notification in notifications:
+        if type(notification) is Notification:
+            element = notification._element
+            if element is not None and notification._changes is None and notification._xml is None:
+                compact = _compact(element)
+                if compact is not None:
+                    notification._element = None
+                    notification._attrs, notification._ops = compact
 
 
 def push_xml(iq_id: str, query_xml: str, sender: Optional[str] = None, to: Optional[str] = None) -> str:

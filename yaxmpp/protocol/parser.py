@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any, Deque, Dict, List, Optional, Union
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 from xml.parsers.expat import ErrorString, ExpatError
@@ -395,6 +397,24 @@ def _malformed(exc: BaseException) -> ProtocolError:
     return ProtocolError(message)
 
 
+_tag_of = attrgetter("tag")
+_children = itemgetter(slice(None))
+
+
+def _deeper(elements: "List[Any]", depth: int, limit: int) -> bool:
+    """Whether anything in the subtrees of ``elements`` (at ``depth``) lies deeper than
+    ``limit``: one C-built list per level."""
+    level = list(elements)
+    while level:
+        if depth > limit:
+            return True
+        # Slices, not iteration: iterating an element ends in an IndexError, raised in C
+        # but still dear; leaves (most elements) are filtered out first.
+        level = list(chain.from_iterable(map(_children, filter(len, level))))
+        depth += 1
+    return False
+
+
 # -- the parser ------------------------------------------------------------------------------
 
 
@@ -409,7 +429,6 @@ class StreamParser:
 
     def __init__(self, limits: Optional[Limits] = None) -> None:
         self.limits = limits = limits or Limits()
-        self._max_depth = limits.max_depth + 1  # XML depth: the stream element is 1
         self._max_stanza = limits.max_stanza_bytes
         self._slice = min(_MAX_SLICE, max(256, limits.max_stanza_bytes // 8))
         self.items: List[Item] = []
@@ -419,7 +438,9 @@ class StreamParser:
         self._error: Optional[ProtocolError] = None
         self._fed = 0  # bytes given to the tree builder
         self._began = 0  # where the open stanza began (to within one slice)
-        self._depth = 0  # XML depth: 1 inside <stream:stream>, 2 inside a stanza
+        self._open: Optional[Element] = None  # the stanza open after the last slice
+        self._frontier: List["tuple[Element, int]"] = []  # its rightmost path then (see _check_open)
+        self._public = False  # the tree builder reports start events too (see _start_tree)
         # Stage 1: the defused header parser.
         self._prolog = b""
         self._header_at = 0  # where in the prolog the stream header starts
@@ -552,13 +573,30 @@ class StreamParser:
     # -- stage 2: stanzas through the C tree builder ------------------------------------------
 
     def _start_tree(self, prolog: bytes) -> None:
-        # Comment and PI events make the tree builder hand over the text before them (so text
-        # between stanzas is seen there too); they are dropped below.
-        pull = self._pull = XMLPullParser(events=("start", "end", "comment", "pi"))
+        # The tree builder reports only the end of each element (and comments and PIs, which
+        # make it hand over the text before them, so text between stanzas is seen there too;
+        # they are dropped below).  A stanza is complete when its own end is reported: it is
+        # then a child of the stream element, which the start event of the header gives.
+        pull = self._pull = XMLPullParser(events=("start",))
         queue = getattr(pull, "_events_queue", None)
-        # Draining ElementTree's event deque directly saves a generator step per event;
-        # read_events() is the public fallback should the deque ever change.
-        self._events = queue if isinstance(queue, deque) else None
+        setevents = getattr(getattr(pull, "_parser", None), "_setevents", None)
+        header_end = _TagGuard._extent(prolog, 0)
+        if isinstance(queue, deque) and setevents is not None and header_end > 0:
+            # Draining ElementTree's event deque directly saves a generator step per read,
+            # and asking for end events only saves a tuple and a Python step per element.
+            pull.feed(prolog[:header_end])
+            flush = getattr(pull, "flush", None)
+            if flush is not None:  # expat >= 2.6 may hold a complete tag back otherwise
+                flush()
+            self._root = queue.popleft()[1] if queue else None
+            queue.clear()
+            setevents(queue, ("end", "comment", "pi"))
+            self._events = queue
+            self._fed = header_end
+            prolog = prolog[header_end:]
+        else:  # the public API: start events too, dropped in _feed_tree
+            pull = self._pull = XMLPullParser(events=("start", "end", "comment", "pi"))
+            self._public = True
         self._feed_tree(prolog)
 
     def _feed_tree(self, data: bytes) -> None:
@@ -581,57 +619,64 @@ class StreamParser:
             failure = events.pop() if events and isinstance(events[-1], BaseException) else None
         else:
             events, failure = self._read_public(pull)
+            if self._root is None and events and events[0][0] == "start":
+                self._root = events[0][1]
         failure = failure or flushed
         markup = self._guard.markup
-        if markup:
-            events = [event for event in events if event[0] == "start" or event[0] == "end"]
-        depth = self._depth
-        began = self._began
-        max_depth = self._max_depth
+        if markup or self._public:
+            events = [event for event in events if event[0] == "end"]
+        root = self._root
+        carried = self._open  # the stanza that was open before this slice, if any
         complete: List[Item] = []  # stanzas finished in this slice
-        add = complete.append
+        if root is None:  # pragma: no cover - the header's start always comes first
+            if events or failure is None:
+                raise ProtocolError("the stream header was not read")
+            raise _malformed(failure)
+        # Whatever finished in this slice, the last element to end tells how far it got: the
+        # stream (every stanza is done), the last child of the stream (so is every stanza
+        # before it), or something inside the stanza still open.
+        ended = False
+        if events:
+            last = events[-1][1]
+            if last is root:
+                ended = True
+                complete = list(root[:])
+            elif root[-1] is last:
+                complete = list(root[:])
+            else:
+                complete = list(root[:-1])
+        opened: Optional[Element] = root[-1] if not ended and len(root) > len(complete) else None
         try:
-            for kind, elem in events:  # eight events per Disk push: kept lean
-                if kind == "start":
-                    depth += 1
-                    if depth == 2:
-                        began = start
-                        if elem.tag == _STREAM_TAG:
-                            raise ProtocolError("a second stream header inside the stream")
-                    elif depth > max_depth:
-                        raise ProtocolError("stanza nested deeper than %d levels" % self.limits.max_depth)
-                    elif depth == 1:
-                        self._root = elem
-                else:
-                    depth -= 1
-                    if depth == 1:
-                        if end - began > self._max_stanza:
-                            raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
-                        add(elem)
-                    elif depth == 0:
-                        self.ended = True
-                        add(STREAM_END)
+            if complete:
+                self._check_complete(complete, carried, end - (self._began if complete[0] is carried else start))
+            if opened is not None:
+                if opened is not carried:
+                    self._began = start
+                    self._frontier = []
+                if opened.tag == _STREAM_TAG:
+                    raise ProtocolError("a second stream header inside the stream")
+                self._frontier = self._check_open(opened, self._frontier)
         except ProtocolError as exc:
             # What completed before it is delivered, unless text between stanzas came first.
-            text = self._trim(complete, depth)
+            text = self._trim(complete, opened is not None)
             self.items += complete
             raise text or exc
-        self._depth = depth
-        self._began = began
-        if complete or began == start or markup:
+        self._open = opened
+        if ended:
+            self.ended = True
+            complete.append(STREAM_END)
+        if complete or opened is not carried or markup:
             # Text between stanzas before what completed or began here: refused before any
             # item after it is delivered.
-            text = self._trim(complete, depth)
+            text = self._trim(complete, opened is not None)
             self.items += complete
             if text is not None:
                 raise text
-        else:
-            self.items += complete
         if failure is not None:
             raise _malformed(failure)
-        if depth >= 2 and end - began > self._max_stanza:
+        if opened is not None and end - self._began > self._max_stanza:
             raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
-        if depth == 1:
+        if opened is None and not ended:
             # Text after the last tag, between stanzas: the tree builder keeps it to itself
             # until the next tag, so look at the bytes.
             gt = data.rfind(b">")
@@ -647,6 +692,64 @@ class StreamParser:
                     raise ProtocolError("text between stanzas (%d bytes)" % len(trailing))
                 self._carry = match.group(1) or b""
 
+    # -- the limits on finished and open stanzas -------------------------------------------
+    #
+    # Without start events, nesting is measured on the tree: level by level (in C, a list of
+    # all children at once) for stanzas that began and ended in one slice, and along the
+    # rightmost path (where every open element is) for a stanza that spans slices, looking
+    # only at what is new since the last slice, so a big stanza is not walked again each time.
+
+    def _check_complete(self, complete: List[Item], carried: Optional[Element], first_size: int) -> None:
+        """Refuse the first finished stanza that breaks a limit, cutting ``complete`` to the
+        stanzas before it.  ``first_size`` is the bytes the first one spans, to within a slice
+        (the others began in this slice, so are no larger)."""
+        if first_size > self._max_stanza:
+            del complete[:]
+            raise ProtocolError("stanza larger than %d bytes" % self._max_stanza)
+        limit = self.limits.max_depth
+        tags = list(map(_tag_of, complete))
+        header = tags.index(_STREAM_TAG) if _STREAM_TAG in tags else len(complete)
+        deep = len(complete)
+        offset = 0
+        if complete[0] is carried:
+            offset = 1
+            try:
+                self._check_open(carried, self._frontier)
+            except ProtocolError:
+                deep = 0
+        fresh = complete[offset:header]
+        if deep and fresh and _deeper(fresh, 1, limit):
+            deep = offset + next(i for i, stanza in enumerate(fresh) if _deeper([stanza], 1, limit))
+        if header < len(complete) and header <= deep:
+            del complete[header:]
+            raise ProtocolError("a second stream header inside the stream")
+        if deep < len(complete):
+            del complete[deep:]
+            raise ProtocolError("stanza nested deeper than %d levels" % limit)
+
+    def _check_open(self, stanza: Element, old: List["tuple[Element, int]"]) -> List["tuple[Element, int]"]:
+        """Check the nesting of what is new in ``stanza`` since ``old`` (its rightmost path at
+        the last check, with each element's child count then); return its rightmost path now."""
+        limit = self.limits.max_depth
+        path: List["tuple[Element, int]"] = []
+        elem = stanza
+        depth = 1
+        while True:
+            count = len(elem)
+            level = len(path)
+            path.append((elem, count))
+            first = 0
+            if level < len(old) and old[level][0] is elem:
+                first = max(old[level][1] - 1, 0)  # the children before were checked whole
+            if count - 1 > first and _deeper(elem[first : count - 1], depth + 1, limit):
+                raise ProtocolError("stanza nested deeper than %d levels" % limit)
+            if not count:
+                return path
+            elem = elem[count - 1]
+            depth += 1
+            if depth > limit:
+                raise ProtocolError("stanza nested deeper than %d levels" % limit)
+
     @staticmethod
     def _read_public(pull: XMLPullParser[Element]) -> "tuple[List[Any], Optional[BaseException]]":
         events = []
@@ -657,14 +760,14 @@ class StreamParser:
             return events, exc
         return events, None
 
-    def _trim(self, complete: List[Item], depth: int) -> Optional[ProtocolError]:
+    def _trim(self, complete: List[Item], open_stanza: bool) -> Optional[ProtocolError]:
         """Drop delivered stanzas from the tree (the one still open stays), checking that only
         whitespace stood between them: on text, ``complete`` is cut to the items before it
         and the error to raise is returned."""
         root = self._root
         if root is None:
             return None
-        keep = 1 if depth >= 2 else 0
+        keep = 1 if open_stanza else 0
         done = len(root) - keep
         # The text between stanzas sits in their tails (and the root's text); with the last
         # stanza taken out before, all of it must be whitespace (XML's, ASCII).

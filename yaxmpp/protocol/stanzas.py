@@ -7,7 +7,7 @@ Every value that comes from outside (ids, JIDs, names) is escaped here.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import List, Optional
 
 from . import ns
 
@@ -22,6 +22,7 @@ __all__ = [
     "session",
     "iq",
     "iq_result",
+    "iq_results",
     "iq_error",
     "version_result",
 ]
@@ -101,6 +102,16 @@ def iq_result(to: Optional[str], iq_id: str) -> str:
     if to is None:
         return '<iq type="result" id="%s"/>' % escape_attr(iq_id)
     return '<iq type="result" to="%s" id="%s"/>' % (escape_attr(to), escape_attr(iq_id))
+
+
+def iq_results(to: Optional[str], iq_ids: "List[str]") -> Optional[str]:
+    """The empty results of :func:`iq_result` for every id in ``iq_ids``, all to ``to``, in one
+    string; None if an id needs escaping or is empty (then build them one by one).  One join
+    and one search for all: the acknowledgements of a run of pushes cost no Python per push."""
+    if not iq_ids or "" in iq_ids or _ATTR_SPECIAL("".join(iq_ids)):
+        return None
+    head = '<iq type="result" id="' if to is None else '<iq type="result" to="%s" id="' % escape_attr(to)
+    return head + ('"/>' + head).join(iq_ids) + '"/>'
 
 
 def iq_error(to: Optional[str], iq_id: str, condition: str = "service-unavailable", error_type: str = "cancel") -> str:
