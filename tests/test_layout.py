@@ -36,6 +36,8 @@ LAYERS: List[Set[str]] = [
     {"yaxmpp.client"},
     {"yaxmpp", "yaxmpp.testing", "yaxmpp.testing.server", "yaxmpp.testing.rest", "yaxmpp.testing.__main__", "yaxmpp.demo"},
     {"yaxmpp.cli.common"},
+    {"yaxmpp.cli.events"},
+    {"yaxmpp.cli.execute"},
     {"yaxmpp.cli.watch"},
     {"yaxmpp.cli"},
     {"yaxmpp.__main__"},
