@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .common import EXIT_USAGE, TOKEN_ENV, CommandError
 from .events import Event
@@ -67,6 +67,7 @@ def _text(value: Any) -> str:
 def event_environment(record: Dict[str, Any]) -> Dict[str, str]:
     """The ``YAXMPP_*`` variables for one event (only those it has a value for)."""
     env = {"YAXMPP_EVENT": record["event"]}
+    names: Tuple[Tuple[str, str], ...]
     if record["event"] == "change":
         names = (("YAXMPP_TYPE", "type"), ("YAXMPP_PATH", "path"), ("YAXMPP_DISK_PATH", "disk_path"), ("YAXMPP_FID", "fid"), ("YAXMPP_SIZE", "size"))
     else:
