@@ -447,6 +447,7 @@ class _HTTPPeer:
         self.listener.settimeout(WAIT)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
+        self.closing = False
         self.thread = threading.Thread(target=self._serve, name="test-http-peer", daemon=True)
         self.thread.start()
 
@@ -455,6 +456,9 @@ class _HTTPPeer:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
+                return
+            if self.closing:
+                conn.close()
                 return
             self.accepted += 1
             with conn:
@@ -467,8 +471,10 @@ class _HTTPPeer:
                     pass
 
     def close(self) -> None:
-        self.listener.close()
+        self.closing = True
+        socket.create_connection(("127.0.0.1", self.port), timeout=WAIT).close()  # wakes accept()
         self.thread.join(WAIT)
+        self.listener.close()
 
 
 def test_an_http_server_is_not_an_xmpp_server_exit_4():
