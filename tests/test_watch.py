@@ -523,3 +523,82 @@ def test_parse_command_checks_the_program():
         execute.parse_command("%s" % os.path.abspath(__file__))
     with pytest.raises(common.CommandError, match="empty"):
         execute.parse_command("   ")
+
+
+# -- the watch loop against a stand-in for the library part of issue 12 ---------------------------
+
+
+class _StubClient:
+    """Takes what yaxmpp.Client would with the library part of issue 12 (check_revision,
+    api_url, on_retry, connect(retry=...)) and plays a scripted notification stream."""
+
+    made: List["_StubClient"] = []
+    items: List[Any] = []
+
+    def __init__(self, login: str, token: str, *, check_revision: bool = False, api_url: Optional[str] = None, on_retry: Any = None, **options: Any) -> None:
+        self.login, self.token, self.options = login, token, options
+        self.check_revision, self.api_url, self.on_retry = check_revision, api_url, on_retry
+        self.connected_with: Optional[Dict[str, Any]] = None
+        self.closed = False
+        _StubClient.made.append(self)
+
+    def connect(self, timeout: Optional[float] = None, *, retry: bool = False) -> "_StubClient":
+        self.connected_with = {"timeout": timeout, "retry": retry}
+        if self.on_retry is not None:
+            self.on_retry(yaxmpp.ConnectError("cannot connect to h:1 Connection refused", "h", 1), 1, 0.25)
+        return self
+
+    def notifications(self) -> Any:
+        return iter(list(_StubClient.items))
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def stub_client(monkeypatch):
+    monkeypatch.setattr(yaxmpp, "Client", _StubClient)
+    monkeypatch.setenv(common.TOKEN_ENV, TOKEN)
+    _StubClient.made = []
+    yield _StubClient
+
+
+def test_watch_prints_resync_items_in_order_and_asks_for_the_library_features(stub_client):
+    stub_client.items = [
+        notification([{"type": "new", "key": "/disk/a"}]),
+        yaxmpp.Resync(1764630600.0, 1764630605.0, "connection lost: reset", revision_changed=True, revision=9, previous_revision=8),
+        notification([{"type": "deleted", "key": "/disk/b"}, {"type": "new", "key": "/disk/skipped"}]),
+    ]
+    out, err = _Sink(), _Sink()
+    code = watch.run_watch(
+        args_for("--login", LOGIN, "--json", "--check-revision", "--api-url", "https://api.example", "--type", "deleted"), out, err
+    )
+    assert code == 0, err.text
+    (client,) = stub_client.made
+    assert client.check_revision is True and client.api_url == "https://api.example"
+    assert client.connected_with == {"timeout": None, "retry": True}
+    assert client.options["resource"].startswith("YaDisk-client-") and client.options["reconnect"] is not None
+    assert client.closed
+    assert err.text == "yaxmpp: connect failed: cannot connect to h:1 Connection refused; retrying in 0.2s (attempt 1)\n"
+    lines = [json.loads(line) for line in out.text.splitlines()]
+    assert [r["event"] for r in lines] == ["resync", "change"]  # the filter keeps resyncs
+    assert lines[0] == {
+        "event": "resync",
+        "since": 1764630600.0,
+        "until": 1764630605.0,
+        "reason": "connection lost: reset",
+        "revision_changed": True,
+        "revision": 9,
+        "previous_revision": 8,
+    }
+    assert lines[1]["path"] == "/disk/b"
+
+
+def test_watch_text_mode_prints_resync_lines_and_quiet_asks_for_no_callbacks(stub_client):
+    stub_client.items = [yaxmpp.Resync(1764630600.0, 1764630605.0, "lost")]
+    out, err = _Sink(), _Sink()
+    assert watch.run_watch(args_for("--login", LOGIN, "-q"), out, err) == 0
+    assert out.text == "2025-12-01T23:10:05.000Z resync - since=2025-12-01T23:10:00.000Z reason=lost\n"
+    assert err.text == ""
+    (client,) = stub_client.made
+    assert client.on_retry is None and "on_connect" not in client.options and client.check_revision is False

@@ -102,8 +102,43 @@ def test_quiet_prints_no_status(make_server):
     assert watch.stderr == ""
 
 
+def restart(server: FakeServer, options: Dict[str, Any]) -> FakeServer:
+    """A new stand-in on the stopped one's ports (a server restart)."""
+    return FakeServer(login=LOGIN, token=TOKEN, starttls_port=options["port"], tls_port=options["tls_port"]).start()
+
+
+def next_change(watch: LiveWatch) -> Dict[str, Any]:
+    """The next change record (resync records before it are skipped)."""
+    while True:
+        record = watch.json_line()
+        if record["event"] == "change":
+            return record
+
+
+def test_a_server_restart_is_survived(make_server):
+    server = make_server()
+    options = server.client_options()
+    with LiveWatch(fast(options, "--json"), cli_env(TOKEN)) as watch:
+        first = subscribed_session(server, watch)
+        first.push([{"type": "new", "key": "/disk/before-restart"}])
+        assert watch.json_line()["path"] == "/disk/before-restart"
+        server.stop()
+        assert first.wait_ended(WAIT)
+        watch.wait_err("connection lost")
+        restarted = restart(server, options)
+        try:
+            again = restarted.wait_for_session(timeout=WAIT)
+            assert again.subscribed.wait(WAIT)
+            watch.wait_err("reconnected as")
+            again.push([{"type": "new", "key": "/disk/after-restart"}])
+            assert next_change(watch)["path"] == "/disk/after-restart"
+            assert watch.stop() == 0, watch.stderr
+        finally:
+            restarted.stop()
+    assert "Traceback" not in watch.stderr
+
+
 def test_each_failed_reconnect_attempt_is_a_line_with_its_delay(make_server):
-    """The server goes away and comes back on the same ports (a restart)."""
     server = make_server()
     options = server.client_options()
     with LiveWatch(fast(options, "--json"), cli_env(TOKEN)) as watch:
@@ -112,20 +147,30 @@ def test_each_failed_reconnect_attempt_is_a_line_with_its_delay(make_server):
         server.stop()
         assert first.wait_ended(WAIT)
         watch.wait_err("connection lost")
-        failed = watch.wait_err("failed:")  # at least one attempt meets the closed ports
+        failed = watch.wait_err("failed:")  # the first attempts meet the closed ports
         assert re.search(r"reconnect failed: .+; retrying in \d+\.\ds \(attempt \d+\)$", failed), failed
-        restarted = FakeServer(login=LOGIN, token=TOKEN, starttls_port=options["port"], tls_port=options["tls_port"]).start()
+        assert watch.wait_err("failed:", count=2) != failed  # one line per attempt
+        restarted = restart(server, options)
         try:
-            again = restarted.wait_for_session(timeout=WAIT)
-            assert again.subscribed.wait(WAIT)
+            assert restarted.wait_for_session(timeout=WAIT).subscribed.wait(WAIT)
             watch.wait_err("reconnected as")
-            resync = watch.json_line()
-            assert resync["event"] == "resync"
-            again.push([{"type": "new", "key": "/disk/after-restart"}])
-            assert watch.json_line()["path"] == "/disk/after-restart"
+            assert watch.json_line()["event"] == "resync"
             assert watch.stop() == 0, watch.stderr
         finally:
             restarted.stop()
+
+
+def test_a_burst_of_pushes_is_printed_in_order_and_acknowledged(make_server):
+    server = make_server()
+    with LiveWatch(fast(server.client_options(), "--json", "-q"), cli_env(TOKEN)) as watch:
+        session = subscribed_session(server, watch)
+        ids = session.push_many(2000, [{"type": "new", "key": "/disk/burst", "fid": "1", "size": "1"}])
+        session.push([{"type": "deleted", "key": "/disk/last"}])
+        records = [watch.json_line() for _ in range(2001)]
+        for iq_id in ids:
+            assert session.wait_reply(iq_id, timeout=WAIT).get("type") == "result"
+        assert watch.stop() == 0, watch.stderr
+    assert [r["path"] for r in records] == ["/disk/burst"] * 2000 + ["/disk/last"]
 
 
 # -- resync events ---------------------------------------------------------------------------
