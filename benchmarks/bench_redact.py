@@ -31,7 +31,7 @@ def per_call(function: "object", number: int) -> float:
 def main() -> None:
     redactor = Redactor.for_mechanism(XYandexOAuth("test", TOKEN))
     line = "RECV " + push_stream(1).decode()
-    print("scrub (one client: token, 3 base64 forms, SASL payload)")
+    print("scrub (one client: token, its base64, base64url and hex forms, SASL payload)")
     for size in (len(line), 4096, 65536):
         text = (line * (size // len(line) + 1))[:size]
         echoed = text[: size // 2] + TOKEN[:16] + text[size // 2 :]

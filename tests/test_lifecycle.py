@@ -477,3 +477,47 @@ def test_a_bug_below_connect_is_a_typed_error(server, make_client, monkeypatch, 
     assert client.state is State.FAILED
     with pytest.raises(yaxmpp.LocalProtocolError):
         client.get_notification(timeout=1)
+
+
+
+def test_a_close_while_open_is_starting_the_reader_is_not_lost(server, make_client, monkeypatch):
+    """Connection.close() from another thread between the connection's OPEN and its reader's
+    start waits for the reader and closes: the connection ends, its reader is joined."""
+    from yaxmpp import connection as connection_module
+    from yaxmpp.deadline import Deadline
+    from yaxmpp.protocol.redact import Redactor
+
+    client = make_client(server)
+    options = client.options
+    at_open, close_returned = threading.Event(), threading.Event()
+    progress = threading.Event()  # close() waits for the reader, or (the bug) has returned
+    real_set_state = connection_module.Connection._set_state
+
+    class Watched(threading.Event):
+        def wait(self, timeout=None):
+            progress.set()
+            return super().wait(timeout)
+
+    def set_state(self, new):
+        real_set_state(self, new)
+        if new is ConnState.OPEN:
+            self._reader_ready = Watched()
+            at_open.set()
+            assert progress.wait(5)
+
+    monkeypatch.setattr(connection_module.Connection, "_set_state", set_state)
+    conn = connection_module.Connection(options, options.targets(), Redactor(), lambda items: 0, lambda c, e: None)
+
+    def closer():
+        assert at_open.wait(5)
+        conn.close(Deadline(5))
+        close_returned.set()
+        progress.set()
+
+    thread = threading.Thread(target=closer)
+    thread.start()
+    conn.open(Deadline(10))
+    thread.join(10)
+    assert close_returned.is_set()
+    assert conn.ended and conn.state is ConnState.ENDED
+    assert [t for t in library_threads() if t.name.startswith("yaxmpp-reader")] == []

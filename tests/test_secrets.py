@@ -129,6 +129,32 @@ def test_the_mechanism_redactor_masks_the_payload_and_the_base64_token_in_part()
         assert_no_secret(r.scrub(base64.b64encode(shift + TOKEN.encode() + b"tail").decode()), TOKEN)
 
 
+def test_echoes_in_another_case_or_encoding_are_masked():
+    r = Redactor.for_mechanism(XYandexOAuth(LOGIN, TOKEN))
+    raw = TOKEN.encode()
+    echoes = [
+        TOKEN.upper(),
+        TOKEN.swapcase(),
+        half(TOKEN).upper(),
+        raw.hex(),
+        raw.hex().upper(),
+        raw[5:20].hex(),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.urlsafe_b64encode(b"?>" + raw).decode(),  # '-' and '_' where base64 has '+' '/'
+    ]
+    for echoed in echoes:
+        masked = r.scrub("id='%s'" % echoed)
+        assert masked.startswith("id='") and MASK in masked, echoed
+        low = masked.lower()
+        for piece in pieces(TOKEN.lower()):
+            assert piece not in low
+        assert raw.hex()[4:20] not in low
+    # A letter whose lower case is two characters must not shift what is masked.
+    assert r.scrub("İİ %s end" % TOKEN.upper()) == "İİ %s end" % MASK
+    # The HTTPS client's redactor has the same encodings.
+    assert MASK in Redactor.with_encodings([TOKEN]).scrub(raw.hex().upper())
+
+
 def test_a_custom_mechanism_secrets_are_honoured():
     class Ticket(Mechanism):
         name = "X-TICKET"

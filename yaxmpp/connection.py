@@ -140,6 +140,7 @@ class Connection:
         self._lock = threading.Lock()  # the core, and the order of writes
         self._waiters: Dict[str, _Waiter] = {}
         self._reader: Optional[threading.Thread] = None
+        self._reader_ready = threading.Event()  # open() is done starting the reader (or gave up)
         self._ended = threading.Event()
         self._end_error: Optional[Error] = None
         self._stream_over = False  # the final StreamClosed was handled
@@ -225,10 +226,13 @@ class Connection:
             self.ended_at = time.monotonic()
             self._ended.set()
             raise
-        self._set_state(ConnState.OPEN)
-        reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
-        self._reader = reader
-        reader.start()
+        try:
+            self._set_state(ConnState.OPEN)
+            reader = threading.Thread(target=self._run, name="yaxmpp-reader-%d" % self.number, daemon=True)
+            reader.start()
+            self._reader = reader  # only a started thread: close() joins it
+        finally:  # a close() that came meanwhile waits for this, never for longer
+            self._reader_ready.set()
 
     def _open(self, deadline: Deadline) -> None:
         o = self.options
@@ -541,10 +545,10 @@ class Connection:
             self.abort()
             return
         self._closing = True
+        # open() may be between OPEN and the reader's start on another thread: wait for it.
+        self._reader_ready.wait(deadline.remaining())
         reader = self._reader
-        if reader is None:  # pragma: no cover - OPEN always has a reader
-            return
-        if not self._ended.is_set():
+        if reader is not None and not self._ended.is_set():
             with self._state_lock:
                 if self._state is ConnState.OPEN:
                     self._state = ConnState.CLOSING
@@ -553,6 +557,9 @@ class Connection:
                 log.info("the server did not answer the close in time; closing the socket")
         assert self._transport is not None
         self._transport.shutdown()  # wakes the reader if it still waits
+        if reader is None:  # open() was interrupted before its reader could start
+            self._transport.close(polite=False)
+            return
         if reader is not threading.current_thread():
             reader.join(max(0.2, deadline.remaining() or 0.0))  # shutdown() has woken it
             if reader.is_alive():  # pragma: no cover - the reader only waits on the socket

@@ -130,7 +130,7 @@ def request(
     ``timeout`` passes), :class:`~yaxmpp.ProtocolError` for an answer that is not HTTP or is
     larger than :data:`MAX_ANSWER`, :class:`~yaxmpp.UsageError` for a bad URL or CA file.
     """
-    redactor = Redactor([s for s in secrets if s])
+    redactor = Redactor.with_encodings(secrets)
     try:
         return _request(method, url, headers or {}, form, timeout, cafile, cancel)
     except Error as exc:
@@ -209,7 +209,7 @@ def request_json(
     """
     secrets = [s for s in secrets if s]
     answer = request(method, url, headers=headers, form=form, timeout=timeout, cafile=cafile, secrets=secrets, cancel=cancel)
-    redactor = Redactor(secrets)
+    redactor = Redactor.with_encodings(secrets)
     try:
         document = json.loads(answer.body.decode("utf-8")) if answer.body else None
     except (UnicodeDecodeError, ValueError):

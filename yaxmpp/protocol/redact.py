@@ -127,9 +127,41 @@ def _words(secret: str) -> List[int]:
     return words
 
 
+def _lower(text: str) -> str:
+    """``text`` lower-cased, one character for one (``str.lower`` may lengthen a few
+    non-ASCII letters, which would shift the offsets of what is masked)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def _masked(text: str, spans: List[List[int]]) -> str:
+    """``text`` with the (possibly overlapping) ``spans`` replaced by :data:`MASK`."""
+    if not spans:
+        return text
+    spans.sort()
+    merged = [spans[0][:]]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    out = []
+    position = 0
+    for start, end in merged:
+        out.append(text[position:start])
+        out.append(MASK)
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
+
 def _base64_forms(secret: str) -> List[str]:
-    """The base64 text of ``secret`` at each of the three alignments it can have inside a
-    longer base64 string (only the characters that depend on the secret alone)."""
+    """The encodings a server may echo ``secret`` in: its base64 and base64url text at each of
+    the three alignments it can have inside a longer string (only the characters that depend
+    on the secret alone), and its hex."""
     data = secret.encode("utf-8")
     forms = []
     for pad in range(3):
@@ -137,6 +169,8 @@ def _base64_forms(secret: str) -> List[str]:
         start = -(-8 * pad // 6)  # the first character with no padding bit in it
         end = 8 * (pad + len(data)) // 6  # the last whole character of data bits
         forms.append(encoded[start:end])
+        forms.append(encoded[start:end].replace("+", "-").replace("/", "_"))  # base64url
+    forms.append(data.hex())  # any case: matching ignores it
     return forms
 
 
@@ -161,6 +195,7 @@ class Redactor:
                 secret = secret.reveal()
             if not isinstance(secret, str):
                 raise TypeError("a secret must be a str, not %s" % type(secret).__name__)
+            secret = _lower(secret)  # matching ignores case: an echo may change it
             if len(secret) >= PIECE_LENGTH:
                 quads.update(_grams(secret, _CHUNK))
                 if _WORDS:
@@ -173,6 +208,16 @@ class Redactor:
         self._quads: FrozenSet[str] = frozenset(quads)
         self._words: FrozenSet[int] = frozenset(words)
         self._pieces: FrozenSet[str] = frozenset(pieces)
+
+    @classmethod
+    def with_encodings(cls, secrets: Iterable["str | Secret"]) -> "Redactor":
+        """A redactor of ``secrets`` and of the encodings a server may echo them in (base64,
+        base64url, hex; see :func:`_base64_forms`)."""
+        raw = [s.reveal() if isinstance(s, Secret) else s for s in secrets if s]
+        every = list(raw)
+        for secret in raw:
+            every += _base64_forms(secret)
+        return cls(every)
 
     @classmethod
     def for_mechanism(cls, mechanism: "Mechanism") -> "Redactor":
@@ -197,13 +242,19 @@ class Redactor:
         raise TypeError("a Redactor cannot be pickled")
 
     def scrub(self, text: str) -> str:
-        """``text`` with every secret, and every piece of one, replaced by :data:`MASK`."""
+        """``text`` with every secret, and every piece of one, replaced by :data:`MASK`,
+        whatever the case of their letters."""
+        original = text
+        text = _lower(text)
+        spans: List[List[int]] = []
         for secret in self._whole:
-            if secret in text:
-                text = text.replace(secret, MASK)
+            start = text.find(secret)
+            while start >= 0:
+                spans.append([start, start + len(secret)])
+                start = text.find(secret, start + len(secret))
         quads = self._quads
         if not quads or len(text) < PIECE_LENGTH:
-            return text
+            return _masked(original, spans)
         n = len(text)
         hits: Optional[List[int]] = None
         data: Optional[memoryview] = None
@@ -229,31 +280,16 @@ class Redactor:
                         hits = []
                     hits += [base + _CHUNK * k for k, chunk in enumerate(chunks) if chunk in quads]
         if hits is None:
-            return text
+            return _masked(original, spans)
         # Every window of PIECE_LENGTH that is a piece of a secret covers an aligned chunk
         # that is a hit, and starts at most PIECE_LENGTH - _CHUNK before it.
         pieces = self._pieces
-        spans: List[List[int]] = []
         last = n - PIECE_LENGTH
         for hit in hits:
             for start in range(max(hit - (PIECE_LENGTH - _CHUNK), 0), min(hit, last) + 1):
                 if text[start : start + PIECE_LENGTH] in pieces:
-                    end = start + PIECE_LENGTH
-                    if spans and start <= spans[-1][1]:
-                        if end > spans[-1][1]:
-                            spans[-1][1] = end
-                    else:
-                        spans.append([start, end])
-        if not spans:
-            return text
-        out = []
-        position = 0
-        for start, end in spans:
-            out.append(text[position:start])
-            out.append(MASK)
-            position = end
-        out.append(text[position:])
-        return "".join(out)
+                    spans.append([start, start + PIECE_LENGTH])
+        return _masked(original, spans)
 
     def scrub_error(self, error: E) -> E:
         """Mask this redactor's secrets in ``error``, in place, and return it: its ``args``
