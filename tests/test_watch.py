@@ -528,16 +528,26 @@ def test_parse_command_checks_the_program():
 # -- the watch loop against a stand-in for the library part of issue 12 ---------------------------
 
 
+class _StubReconnect:
+    """yaxmpp.Reconnect with the library part of issue 12's ``on_retry``."""
+
+    def __init__(self, *, on_retry: Any = None, **policy: Any) -> None:
+        self.on_retry = on_retry
+        self.policy = policy
+
+
 class _StubClient:
     """Takes what yaxmpp.Client would with the library part of issue 12 (check_revision,
-    api_url, on_retry, connect(retry=...)) and plays a scripted notification stream."""
+    api_url, connect(retry=...), Reconnect(on_retry=...)) and plays a scripted notification
+    stream."""
 
     made: List["_StubClient"] = []
     items: List[Any] = []
 
-    def __init__(self, login: str, token: str, *, check_revision: bool = False, api_url: Optional[str] = None, on_retry: Any = None, **options: Any) -> None:
+    def __init__(self, login: str, token: str, *, check_revision: bool = False, api_url: Optional[str] = None, **options: Any) -> None:
         self.login, self.token, self.options = login, token, options
-        self.check_revision, self.api_url, self.on_retry = check_revision, api_url, on_retry
+        self.check_revision, self.api_url = check_revision, api_url
+        self.on_retry = getattr(options["reconnect"], "on_retry", None)
         self.connected_with: Optional[Dict[str, Any]] = None
         self.closed = False
         _StubClient.made.append(self)
@@ -558,6 +568,7 @@ class _StubClient:
 @pytest.fixture
 def stub_client(monkeypatch):
     monkeypatch.setattr(yaxmpp, "Client", _StubClient)
+    monkeypatch.setattr(yaxmpp, "Reconnect", _StubReconnect)
     monkeypatch.setenv(common.TOKEN_ENV, TOKEN)
     _StubClient.made = []
     yield _StubClient

@@ -240,21 +240,20 @@ class Watcher:
         import yaxmpp
 
         args = self.args
-        options["reconnect"] = yaxmpp.Reconnect(
-            initial=args.backoff, maximum=max(60.0, args.backoff), max_attempts=args.max_attempts
-        )
+        policy: Dict[str, Any] = {"initial": args.backoff, "maximum": max(60.0, args.backoff), "max_attempts": args.max_attempts}
+        status = None if args.quiet else Status(self.lines)
+        if status is not None:
+            options["on_connect"] = status.on_connect
+            options["on_disconnect"] = status.on_disconnect
+            if _accepts(yaxmpp.Reconnect, "on_retry"):
+                policy["on_retry"] = status.on_retry
+        options["reconnect"] = yaxmpp.Reconnect(**policy)
         if args.check_revision:
             if not _accepts(yaxmpp.Client, "check_revision"):
                 raise CommandError(EXIT_USAGE, "--check-revision: this yaxmpp library cannot check the revision")
             options["check_revision"] = True
             if args.api_url:
                 options["api_url"] = args.api_url
-        if not args.quiet:
-            status = Status(self.lines)
-            options["on_connect"] = status.on_connect
-            options["on_disconnect"] = status.on_disconnect
-            if _accepts(yaxmpp.Client, "on_retry"):
-                options["on_retry"] = status.on_retry
         return yaxmpp.Client(login, token, **options)
 
     # -- running ---------------------------------------------------------------------------
