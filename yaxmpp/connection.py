@@ -225,6 +225,7 @@ class Connection:
             self._end_state()
             self.ended_at = time.monotonic()
             self._ended.set()
+            self._reader_ready.set()  # no reader will start: close() must not wait for one
             raise
         try:
             self._set_state(ConnState.OPEN)
@@ -555,7 +556,8 @@ class Connection:
             self._send_close(deadline)
             if not self._ended.wait(deadline.remaining()):
                 log.info("the server did not answer the close in time; closing the socket")
-        assert self._transport is not None
+        if self._transport is None:  # open() failed before it had a socket (e.g. refused)
+            return
         self._transport.shutdown()  # wakes the reader if it still waits
         if reader is None:  # open() was interrupted before its reader could start
             self._transport.close(polite=False)
