@@ -475,7 +475,7 @@ def test_wrong_token_exits_3(make_server):
 def test_both_ports_refused_exits_4():
     port, tls_port = closed_port(), closed_port()
     options = {"host": "127.0.0.1", "port": port, "tls_port": tls_port, "cafile": CA_FILE}
-    code, out, err = run_cli(watch_args(options), cli_env(TOKEN))
+    code, out, err = run_cli(watch_args(options, "--max-attempts", "0", "-q"), cli_env(TOKEN))  # no retry
     assert code == 4, err
     assert_one_line_error(err)
     assert ":%d " % port in err and ":%d " % tls_port in err, err
@@ -506,7 +506,7 @@ def test_missing_cafile_is_reported_on_one_line(tmp_path):
 def test_tls_port_none_disables_the_fallback():
     port = closed_port()
     options = {"host": "127.0.0.1", "port": port, "tls_port": None, "cafile": CA_FILE}
-    code, out, err = run_cli(watch_args(options), cli_env(TOKEN))
+    code, out, err = run_cli(watch_args(options, "--max-attempts", "0", "-q"), cli_env(TOKEN))  # no retry
     assert code == 4, err
     assert_one_line_error(err)
     assert ":%d " % port in err
