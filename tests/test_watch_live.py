@@ -486,10 +486,15 @@ def test_an_untrusted_certificate_still_exits_4_at_once(make_server, tmp_path):
     assert len(server.sessions) == 1  # not retried
 
 
-class _HTTPPeer:
-    """Answers whatever comes with an HTTP error, like a web server on the wrong port."""
+HTTP_ANSWER = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 11\r\n\r\nbad request"
 
-    def __init__(self) -> None:
+
+class _Peer:
+    """Answers whatever comes with ``answer`` (by default an HTTP error, like a web server on
+    the wrong port)."""
+
+    def __init__(self, answer: bytes = HTTP_ANSWER) -> None:
+        self.answer = answer
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
@@ -514,7 +519,7 @@ class _HTTPPeer:
                 conn.settimeout(WAIT)
                 try:
                     conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 11\r\n\r\nbad request")
+                    conn.sendall(self.answer)
                     conn.recv(4096)
                 except OSError:
                     pass
@@ -527,7 +532,7 @@ class _HTTPPeer:
 
 
 def test_an_http_server_is_not_an_xmpp_server_exit_4():
-    peer = _HTTPPeer()
+    peer = _Peer()
     try:
         options = {"host": "127.0.0.1", "port": peer.port, "tls_port": None, "cafile": CA_FILE}
         code, out, err = run_cli(fast(options, "-q"), cli_env(TOKEN), timeout=WAIT)
@@ -538,6 +543,22 @@ def test_an_http_server_is_not_an_xmpp_server_exit_4():
         assert code == 4, err
         assert "RECV (the stream's first" in err and "HTTP/1.1 400" in err
         assert TOKEN not in err
+    finally:
+        peer.close()
+
+
+def test_vv_shows_the_first_bytes_of_a_stream_whose_xml_is_malformed():
+    header = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x1' from='ya.ru' version='1.0'>"
+    peer = _Peer(header + b"<stream:features><a></b>")
+    try:
+        options = {"host": "127.0.0.1", "port": peer.port, "tls_port": None, "cafile": CA_FILE}
+        code, out, err = run_cli(fast(options, "-vv"), cli_env(TOKEN), timeout=WAIT)
+        assert code == 1, err  # an XMPP server that breaks XML: a protocol error, not "not XMPP"
+        assert "malformed XML from server" in err and "not an XMPP server" not in err
+        shown = [line for line in err.splitlines() if "RECV (the stream's first 64 bytes" in line]
+        assert shown and "<?xml version=" in shown[0], err
+        code, out, err = run_cli(fast(options), cli_env(TOKEN), timeout=WAIT)
+        assert "RECV" not in err  # only with -vv
     finally:
         peer.close()
 
