@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -99,5 +100,11 @@ def standin_client(options: "Dict[str, Any]", **overrides: Any) -> Any:
         "domain": options["domain"],
         "cafile": options.get("cafile"),
     }
+    # Each client its own resource: the stand-in, as real servers do, ends the older of two
+    # sessions on one full JID with a <conflict/> stream error.
+    arguments["resource"] = "bench-%d-%d" % (os.getpid(), next(_RESOURCES))
     arguments.update(overrides)
     return Client(str(options["login"]), str(options["token"]), **arguments)
+
+
+_RESOURCES = itertools.count(1)

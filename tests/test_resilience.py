@@ -81,8 +81,8 @@ def test_reconnects_resubscribes_and_notifications_carry_on(server, make_client)
     second = server.wait_for_session(index=1, timeout=10)
     assert second.subscribed.wait(5), "not subscribed again after the reconnect"
     second.push([{"type": "new", "key": "/disk/after"}])
-    got = [n.changes[0].path for n in client.notifications(timeout=3)]
-    assert got == ["/disk/before", "/disk/after"]
+    got = ["RESYNC" if n.is_resync else n.changes[0].path for n in client.notifications(timeout=3)]
+    assert got == ["/disk/before", "RESYNC", "/disk/after"]
     assert client.connected
     assert events.wait_for(3)
     calls = events.calls
@@ -132,7 +132,8 @@ def test_attempts_reset_only_after_a_stable_session(server, make_client):
         client = make_client(server, reconnect=Reconnect(max_attempts=3, stable_after=60, **FAST))
         client.connect()
         with pytest.raises(yaxmpp.ConnectionLost):
-            client.get_notification(timeout=10)
+            while True:  # one resync per reconnect, then the end
+                assert client.get_notification(timeout=10).is_resync
         assert len(server.sessions) == 4  # the first connect and three reconnects
     finally:
         stop.set()
@@ -191,6 +192,7 @@ def test_a_dead_peer_triggers_a_reconnect(server, make_client):
     second = server.wait_for_session(index=1, timeout=10)
     assert second.subscribed.wait(5)
     second.push([{"type": "new", "key": "/disk/alive"}])
+    assert client.get_notification(timeout=5).is_resync
     assert client.get_notification(timeout=5).changes[0].path == "/disk/alive"
 
 
@@ -373,7 +375,7 @@ def test_cuts_at_every_step_give_typed_errors_or_a_clean_reconnect(server):
                         session = server.sessions[first]
                     assert session.subscribed.wait(5), cut
                     session.push([{"type": "new", "key": path}])
-                    if path in [n.changes[0].path for n in client.notifications(timeout=1)]:
+                    if path in [n.changes[0].path for n in client.notifications(timeout=1) if not n.is_resync]:
                         break
                 else:
                     raise AssertionError("push not delivered after cut %d" % cut)

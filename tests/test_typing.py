@@ -17,20 +17,31 @@ pytestmark = pytest.mark.skipif(
 
 USER_SCRIPT = textwrap.dedent(
     '''
-    from typing import List, Optional
+    from typing import List, Optional, Union
     import yaxmpp
 
-    def on_change(notification: yaxmpp.Notification) -> None:
+    def on_change(notification: Union[yaxmpp.Notification, yaxmpp.Resync]) -> None:
         for change in notification.changes:
             size: Optional[int] = change.size
             print(change.type, change.path, change.disk_path, size)
+        if isinstance(notification, yaxmpp.Resync):
+            changed: Optional[bool] = notification.revision_changed
+            print(notification.since, notification.until, notification.reason, changed)
+        else:
+            print(notification.element.tag)
 
-    policy = yaxmpp.Reconnect(initial=1.0, maximum=60.0)
+    def on_retry(error: yaxmpp.Error, attempt: int, delay: float) -> None:
+        print(error, attempt, delay)
+
+    policy = yaxmpp.Reconnect(initial=1.0, maximum=60.0, on_retry=on_retry)
     cap: float = policy.maximum
     limits = yaxmpp.Limits(max_stanza_bytes=1 << 20)
-    client = yaxmpp.Client("login", "token", reconnect=policy, limits=limits, on_notification=on_change)
+    client = yaxmpp.Client(
+        "login", "token", reconnect=policy, limits=limits, on_notification=on_change,
+        check_revision=True, api_url="https://127.0.0.1:1", api_timeout=5.0,
+    )
     try:
-        client.connect(timeout=10)
+        client.connect(timeout=10, retry=True)
         answer = client.request('<ping xmlns="urn:xmpp:ping"/>', timeout=5.0)
         print(answer.tag, client.jid, client.state)
         ended: bool = client.wait(1.0)
@@ -42,8 +53,10 @@ USER_SCRIPT = textwrap.dedent(
         client.close()
 
     with yaxmpp.Client("login", "token") as pulled:
-        got: List[yaxmpp.Notification] = list(pulled.notifications(timeout=1.0))
-        one: yaxmpp.Notification = pulled.get_notification(timeout=1.0)
+        got: List[Union[yaxmpp.Notification, yaxmpp.Resync]] = list(pulled.notifications(timeout=1.0))
+        one = pulled.get_notification(timeout=1.0)
+        if not one.is_resync:
+            print(len(one.changes))
     '''
 )
 

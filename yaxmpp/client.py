@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterator, Optional
 from xml.etree.ElementTree import Element
 
 from ._version import __version__
+from .diskapi import DEFAULT_API_URL
 from .errors import Error, Timeout
 from .options import DEFAULT_HOST, Options
 from .policy import Reconnect
-from .protocol.disk import Notification
 from .protocol.limits import Limits
 from .protocol.sasl import Mechanism
+from .resync import Item
 from .session import Session, State
 
 __all__ = ["Client", "DEFAULT_HOST"]
@@ -64,6 +65,13 @@ class Client:
     transition (``error`` is None after ``close()``); like ``on_notification`` they run on the
     dispatcher thread, never on the reader.
 
+    Missed changes: after every reconnect (never after the first connect) one
+    :class:`yaxmpp.Resync` comes in the notification stream (pull and callback alike) before
+    any push of the new session: changes made while disconnected are never pushed again.
+    With ``check_revision=True`` each session start also asks the Disk REST API at
+    ``api_url`` for the disk's revision (within ``api_timeout``, on a thread of its own,
+    never delaying the XMPP session), and the resync says whether it changed.
+
     Invalid options raise :class:`yaxmpp.UsageError` (a ``ValueError``) here, at once.
     """
 
@@ -87,7 +95,7 @@ class Client:
         client_os: Optional[str] = None,
         limits: Optional[Limits] = None,
         subscribe: bool = True,
-        on_notification: Optional[Callable[[Notification], None]] = None,
+        on_notification: Optional[Callable[[Item], None]] = None,
         max_pending: int = 10000,
         compress: bool = False,
         reconnect: Optional[Reconnect] = None,
@@ -97,6 +105,9 @@ class Client:
         on_disconnect: Optional[Callable[[Optional[Error]], None]] = None,
         max_redirects: int = 3,
         mechanism: "str | Mechanism | None" = None,
+        check_revision: bool = False,
+        api_url: str = DEFAULT_API_URL,
+        api_timeout: float = 10.0,
     ) -> None:
         options = Options(
             login,
@@ -126,6 +137,9 @@ class Client:
             on_disconnect=on_disconnect,
             max_redirects=max_redirects,
             mechanism=mechanism,
+            check_revision=check_revision,
+            api_url=api_url,
+            api_timeout=api_timeout,
         )
         self._session = Session(options, self)
 
@@ -209,15 +223,23 @@ class Client:
 
     # -- life ----------------------------------------------------------------------------
 
-    def connect(self, timeout: Optional[float] = None) -> "Client":
+    def connect(self, timeout: Optional[float] = None, *, retry: bool = False) -> "Client":
         """Connect, open the session and subscribe within ``timeout`` (default: ``timeout``).
 
         Follows ``see-other-host`` redirects (at most ``max_redirects``).  Returns the client.
         On failure raises a :class:`yaxmpp.Error` subclass and leaves no socket or thread
         behind.  Calling it while connected does nothing; after ``close()`` or a failure it
         connects anew.  A second ``connect()`` while one runs raises :class:`yaxmpp.UsageError`.
+
+        ``retry=True`` (needs ``reconnect``, else :class:`yaxmpp.UsageError`): a failure of the
+        network's (:class:`~yaxmpp.ConnectError`, :class:`~yaxmpp.Timeout`,
+        :class:`~yaxmpp.ConnectionLost`) is retried like a reconnect, with the policy's delays,
+        give-up rule and ``on_retry``, ``timeout`` bounding each attempt; it returns once
+        connected, raises the last error when the policy gives up, or
+        :class:`~yaxmpp.ClientClosed` when ``close()`` stops it.  Any other failure (TLS,
+        authentication, usage, stream or protocol errors) is raised at once.
         """
-        self._session.connect(timeout)
+        self._session.connect(timeout, retry)
         return self
 
     def close(self, timeout: Optional[float] = None) -> None:
@@ -258,9 +280,10 @@ class Client:
 
     # -- notifications -------------------------------------------------------------------
 
-    def get_notification(self, timeout: Optional[float] = None) -> Notification:
-        """The next Disk push, waiting at most ``timeout`` seconds (None: until one comes or
-        the client ends).  Raises :class:`yaxmpp.Timeout` if none came in time,
+    def get_notification(self, timeout: Optional[float] = None) -> Item:
+        """The next Disk push (or :class:`yaxmpp.Resync` after a reconnect), waiting at most
+        ``timeout`` seconds (None: until one comes or the client ends).  Raises
+        :class:`yaxmpp.Timeout` if none came in time,
         :class:`yaxmpp.ClientClosed` after ``close()`` once all received pushes were taken,
         or the error that ended the client."""
         self._session.check_pull()
@@ -269,8 +292,9 @@ class Client:
             raise Timeout("no notification within %gs" % (timeout or 0.0), "waiting for a notification")
         return notification
 
-    def notifications(self, timeout: Optional[float] = None) -> Iterator[Notification]:
-        """Iterate over Disk pushes in arrival order.
+    def notifications(self, timeout: Optional[float] = None) -> Iterator[Item]:
+        """Iterate over Disk pushes in arrival order (with a :class:`yaxmpp.Resync` after
+        each reconnect, before the new session's pushes).
 
         Blocks while waiting.  Ends after ``timeout`` seconds without a new push (when given),
         or after ``close()`` once everything received has been yielded.  If the client ended
@@ -282,7 +306,7 @@ class Client:
         session.check_pull()
         return self._iterate(timeout)
 
-    def _iterate(self, timeout: Optional[float]) -> Iterator[Notification]:
+    def _iterate(self, timeout: Optional[float]) -> Iterator[Item]:
         session = self._session
         while True:
             try:

@@ -68,6 +68,7 @@ __all__ = ["Connection", "ConnState", "TRANSITIONS", "Target", "NotXMPP"]
 log = logging.getLogger("yaxmpp")
 xml_log = logging.getLogger("yaxmpp.xml")
 
+
 class NotXMPP(NetworkError, ProtocolError):
     """The peer is not an XMPP server at all (its first bytes are not XML: an HTTP server on
     the port, say).  A connection failure (:class:`~yaxmpp.NetworkError`) that is also a
@@ -225,7 +226,7 @@ class Connection:
             self._end_state()
             self.ended_at = time.monotonic()
             self._ended.set()
-            self._reader_ready.set()  # no reader will start: close() must not wait for one
+            self._reader_ready.set()  # there will be none
             raise
         try:
             self._set_state(ConnState.OPEN)
@@ -556,7 +557,7 @@ class Connection:
             self._send_close(deadline)
             if not self._ended.wait(deadline.remaining()):
                 log.info("the server did not answer the close in time; closing the socket")
-        if self._transport is None:  # open() failed before it had a socket (e.g. refused)
+        if self._transport is None:  # open() failed before it had a socket
             return
         self._transport.shutdown()  # wakes the reader if it still waits
         if reader is None:  # open() was interrupted before its reader could start

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Iterable, Optional
+from typing import Any, Callable, Deque, Iterable, List, Optional
 
 from .deadline import Deadline
 from .errors import ClientClosed, Error, Timeout
@@ -52,7 +52,8 @@ class Delivery:
         self._name = name
         self._queue: Deque[Any] = deque()  # notifications (and, with on_notification, calls)
         self._calls: Deque[Call] = deque()  # calls, when notifications are pulled
-        self._count = 0  # notifications in _queue
+        self._count = 0  # notifications in _queue (and in _held)
+        self._held: Optional[List[Any]] = None  # notifications kept back until release()
         self._cond = threading.Condition(threading.Lock())
         self._ended = True  # until the client first connects
         self._opened = False
@@ -63,10 +64,12 @@ class Delivery:
     # -- the reader's side ---------------------------------------------------------------
 
     def put_notifications(self, items: Iterable[Any]) -> int:
-        """Queue what fits, in order; return how many were taken (the rest were refused)."""
+        """Queue what fits, in order; return how many were taken (the rest were refused).
+        While held (:meth:`hold`), what is taken waits aside, still counted."""
         taken = 0
         with self._cond:
-            queue = self._queue
+            held = self._held
+            queue = self._queue if held is None else held
             room = self.max_pending - self._count
             for item in items:
                 if taken >= room:
@@ -90,10 +93,36 @@ class Delivery:
                 self._calls.append(Call(function, *args))
             self._cond.notify_all()
 
+    def hold(self) -> None:
+        """Keep the notifications queued from now on aside (taken and counted as usual, so
+        they are acknowledged and bounded) until :meth:`release`: what must come first in the
+        stream is not known yet.  Lifecycle calls are not held."""
+        with self._cond:
+            if self._held is None:
+                self._held = []
+
+    def release(self, lead: Optional[Callable[[Any], Any]] = None) -> None:
+        """Queue the item ``lead(first held item or None)`` builds (never refused, counted
+        like a notification; built under the lock, so nothing is held meanwhile), then what
+        was held, in order; stop holding."""
+        with self._cond:
+            held, self._held = self._held, None
+            first = lead(held[0] if held else None) if lead is not None else None
+            if first is not None:
+                self._queue.append(first)
+                self._count += 1
+            if held:
+                self._queue.extend(held)
+            self._cond.notify_all()
+
     def end(self, error: Optional[Error]) -> None:
         """Nothing more will be queued: once the queue is drained, readers get ``error``
-        (``ClientClosed`` when None).  The first end wins until :meth:`reopen`."""
+        (``ClientClosed`` when None).  The first end wins until :meth:`reopen`.  What was
+        held is queued first (it was acknowledged)."""
         with self._cond:
+            held, self._held = self._held, None
+            if held:
+                self._queue.extend(held)
             if not self._ended:
                 self._ended = True
                 self._error = error

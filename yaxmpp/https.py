@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tup
 from .cancel import Cancel
 from .deadline import Deadline
 from .dial import dial
-from .errors import APIError, ConnectionLost, Error, NetworkError, ProtocolError, Timeout, UsageError
+from .errors import APIError, ClientClosed, ConnectionLost, Error, NetworkError, ProtocolError, Timeout, UsageError
 from .protocol.redact import Redactor
 from .tls import create_default_context
 from .transport import Transport
@@ -59,10 +59,9 @@ def _dechunk(body: bytes) -> bytes:
         line, sep, rest = rest.partition(b"\r\n")
         if not sep:
             raise ProtocolError("truncated chunked HTTP answer")
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError("bad chunk size in HTTP answer") from None
+        size = _chunk_size(line)
+        if size is None:
+            raise ProtocolError("bad chunk size in HTTP answer")
         if size == 0:
             return b"".join(out)
         if len(rest) < size + 2:
@@ -71,19 +70,46 @@ def _dechunk(body: bytes) -> bytes:
         rest = rest[size + 2 :]
 
 
+def _chunk_size(line: bytes) -> Optional[int]:
+    """The size on a chunk's first line (extensions ignored); None when it is not hex."""
+    text = line.split(b";", 1)[0].strip()
+    if not text or any(c not in b"0123456789abcdefABCDEF" for c in text):
+        return None
+    return int(text, 16)
+
+
+def _chunks_complete(body: bytes) -> bool:
+    """Whether a chunked ``body`` holds its last chunk and the end of its trailers (a
+    malformed one counts as complete: the parser then says what is wrong)."""
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return False
+        size = _chunk_size(body[pos:eol])
+        if size is None:
+            return True
+        if size == 0:
+            return body.startswith(b"\r\n", eol + 2) or body.find(b"\r\n\r\n", eol) >= 0
+        pos = eol + 2 + size + 2
+        if pos > len(body):
+            return False
+
+
 def _complete(raw: bytes) -> bool:
     """Whether ``raw`` is a whole answer with a known length (else: read to the end)."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         return False
-    lowered = head.lower()
-    if b"transfer-encoding:" in lowered and b"chunked" in lowered:
-        return body.endswith(b"0\r\n\r\n")
-    marker = lowered.find(b"\r\ncontent-length:")
-    if marker < 0:
-        return False
-    value = lowered[marker + 17 :].split(b"\r\n", 1)[0].strip()
-    return value.isdigit() and len(body) >= int(value)
+    fields: Dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            fields[name.strip().lower()] = value.strip().lower()
+    if b"chunked" in fields.get(b"transfer-encoding", b""):
+        return _chunks_complete(body)
+    length = fields.get(b"content-length")
+    return length is not None and length.isdigit() and len(body) >= int(length)
 
 
 def _parse(raw: bytes) -> Answer:
@@ -150,7 +176,8 @@ def _request(
     context = create_default_context(cafile)
     deadline = Deadline(timeout)
     body = b""
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % (host if port == 443 else "%s:%d" % (host, port))]
+    name = "[%s]" % host if ":" in host else host  # an IPv6 literal
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % (name if port == 443 else "%s:%d" % (name, port))]
     lines += ["User-Agent: %s" % USER_AGENT, "Accept: application/json", "Connection: close"]
     if form is not None:
         body = urllib.parse.urlencode(form).encode("ascii")
@@ -164,6 +191,7 @@ def _request(
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
     sock, _ = dial(host, port, None, deadline, cancel)
     transport = Transport(sock)
+    forget = cancel.on_cancel(transport.shutdown) if cancel is not None else None  # stops TLS and reads too
     try:
         try:
             transport.start_tls(context, host, deadline=deadline)
@@ -182,10 +210,18 @@ def _request(
                     break  # a server that keeps the connection open anyway cannot hold us
         except socket.timeout:
             raise Timeout("timed out after %gs waiting for https://%s" % (timeout, host), step=STEP) from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Error) as exc:
+            if cancel is not None and cancel.cancelled:
+                raise ClientClosed("the HTTPS request to %s was cancelled" % host) from None
+            if isinstance(exc, Error):
+                raise
             raise NetworkError("HTTPS request to %s failed: %s" % (host, exc)) from None
     finally:
+        if forget is not None:
+            forget()
         transport.close(polite=False)
+    if cancel is not None and cancel.cancelled:
+        raise ClientClosed("the HTTPS request to %s was cancelled" % host)
     if not received:
         raise ConnectionLost("%s closed the connection without an answer" % host)
     return _parse(b"".join(received))

@@ -9,18 +9,20 @@ in the caller's thread, never later from deep inside.
 from __future__ import annotations
 
 import ssl
+import urllib.parse
 from typing import Any, Callable, Optional, Tuple
 
 from ._version import __version__
 from .deadline import check_timeout
 from .dial import check_host
+from .diskapi import DEFAULT_API_URL
 from .errors import UsageError
 from .policy import Reconnect
 from .protocol.core import ClientProtocol, VersionInfo
-from .protocol.disk import Notification
 from .protocol.limits import Limits
-from .protocol.redact import Redactor
+from .protocol.redact import Redactor, Secret
 from .protocol.sasl import Mechanism, make_mechanism
+from .resync import Item
 from .tls import create_default_context
 
 __all__ = ["Options", "DEFAULT_HOST"]
@@ -50,6 +52,18 @@ def _check_callable(name: str, value: Any) -> Any:
     return value
 
 
+def _check_api_url(value: Any) -> str:
+    text = _check_text("api_url", value) or ""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise UsageError("api_url must be an https:// URL") from None
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username or parts.password:
+        raise UsageError("api_url must be an https:// URL without query, fragment or credentials")
+    return text
+
+
 class Options:
     """Everything a client needs, fixed when it is made.  Read-only."""
 
@@ -77,6 +91,11 @@ class Options:
         "keepalive",
         "keepalive_timeout",
         "max_redirects",
+        "check_revision",
+        "api_url",
+        "api_timeout",
+        "cafile",
+        "_token",
     )
 
     login: str
@@ -93,7 +112,7 @@ class Options:
     version: VersionInfo
     limits: Limits
     subscribe: bool
-    on_notification: Optional[Callable[[Notification], None]]
+    on_notification: Optional[Callable[[Item], None]]
     on_connect: Optional[Callable[[Any], None]]
     on_disconnect: Optional[Callable[[Any], None]]
     max_pending: int
@@ -102,6 +121,11 @@ class Options:
     keepalive: Optional[float]
     keepalive_timeout: float
     max_redirects: int
+    check_revision: bool
+    api_url: str
+    api_timeout: float
+    cafile: Optional[str]
+    _token: Optional[Secret]
 
     def __init__(
         self,
@@ -123,7 +147,7 @@ class Options:
         client_os: Optional[str] = None,
         limits: Optional[Limits] = None,
         subscribe: bool = True,
-        on_notification: Optional[Callable[[Notification], None]] = None,
+        on_notification: Optional[Callable[[Item], None]] = None,
         max_pending: int = 10000,
         compress: bool = False,
         reconnect: Optional[Reconnect] = None,
@@ -133,6 +157,9 @@ class Options:
         on_disconnect: Optional[Callable[[Any], None]] = None,
         max_redirects: int = 3,
         mechanism: "str | Mechanism | None" = None,
+        check_revision: bool = False,
+        api_url: str = DEFAULT_API_URL,
+        api_timeout: float = 10.0,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "login", _check_text("login", login))
@@ -177,6 +204,18 @@ class Options:
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise UsageError("ssl_context must be an ssl.SSLContext or None")
         set_(self, "ssl_context", ssl_context if ssl_context is not None else create_default_context(cafile))
+        set_(self, "cafile", cafile)
+        if not isinstance(check_revision, bool):
+            raise UsageError("check_revision must be True or False")
+        set_(self, "check_revision", check_revision)
+        set_(self, "api_url", _check_api_url(api_url))
+        set_(self, "api_timeout", check_timeout("api_timeout", api_timeout, allow_none=False))
+        if isinstance(token, (str, Secret)):
+            set_(self, "_token", Secret(token))
+        elif check_revision:
+            raise UsageError("check_revision needs the token as a string")
+        else:
+            set_(self, "_token", None)
         try:
             set_(self, "mechanism", make_mechanism(mechanism, login, token))
         except UsageError:
@@ -190,7 +229,18 @@ class Options:
     @property
     def callbacks(self) -> bool:
         """Whether any callback is set (they run on the dispatcher thread)."""
-        return self.on_notification is not None or self.on_connect is not None or self.on_disconnect is not None
+        return (
+            self.on_notification is not None
+            or self.on_connect is not None
+            or self.on_disconnect is not None
+            or (self.reconnect is not None and self.reconnect.on_retry is not None)
+        )
+
+    @property
+    def token(self) -> Optional[Secret]:
+        """The token as a :class:`~yaxmpp.protocol.redact.Secret` (for the REST revision
+        check); None when a custom mechanism was given something else."""
+        return self._token
 
     def targets(self) -> Tuple[str, Optional[int], Optional[int]]:
         """Where the first attempt dials: (host, STARTTLS port, direct-TLS port)."""

@@ -12,11 +12,12 @@ again, or compares ``revision_changed``).
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple, Union
 
 from .errors import Error
+from .protocol.disk import Notification
 
-__all__ = ["Resync"]
+__all__ = ["Resync", "Item"]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -25,9 +26,11 @@ class Resync:
     """Changes may have been missed between ``since`` and ``until``.
 
     - ``since``: ``time.time()`` when the previous session was found lost;
-    - ``until``: ``time.time()`` when the new session's subscription was confirmed;
-    - ``reason``: why the connection was lost, in words; ``error``: the error itself (None
-      when the server closed the stream cleanly);
+    - ``until``: ``time.time()`` when the new session's subscription was confirmed (never
+      later than the ``received_at`` of the first push after it);
+    - ``reason``: why the connection was lost, in words (masked like every message);
+      ``error``: that :class:`~yaxmpp.Error` itself (a :class:`~yaxmpp.ConnectionLost` when
+      the server simply closed the stream or the connection);
     - ``revision_changed``: with the REST revision check on (``check_revision=True``),
       whether the disk's revision differs across the gap: True, False, or None when it could
       not be told (a request failed, or the check is off); ``revision`` and
@@ -83,3 +86,7 @@ class Resync:
             self.reason,
             self.revision_changed,
         )
+
+
+#: What the notification stream carries: a push, or the resync item of a reconnect.
+Item = Union[Notification, Resync]

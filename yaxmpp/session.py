@@ -9,6 +9,8 @@ only through :meth:`Session._set`, under one lock.  ::
                             └──failed──> FAILED <──lost (no policy)──────┘ (gave up)
     any of them ──close()──> CLOSING ──> CLOSED;  CLOSED / FAILED ──connect()──> CONNECTING
 
+(``connect(retry=True)`` stays in CONNECTING through its attempts and backoff waits.)
+
 It drives the layers below it and nothing calls up into it: a :class:`Connection` reports
 through the two callables it is handed, the reconnect loop (``yaxmpp-reconnect-N``) is a
 method of this class, and :class:`~yaxmpp.delivery.Delivery` hands notifications to the user.
@@ -25,6 +27,17 @@ Rules it keeps:
   ``get_notification()`` and :meth:`wait` raise it; only ``close()`` ends them quietly.
 - ``close()`` is bounded by its own timeout, idempotent, safe from any thread and callback,
   and stops a ``connect()`` or a reconnect (backoff wait or dial) in progress.
+- ``connect(retry=True)`` retries a first connection that failed for the network's reasons
+  (:func:`~yaxmpp.policy.is_network_failure`) under the reconnect policy, in the caller's
+  thread and in state CONNECTING; ``close()`` stops its backoff wait too.
+- The gap is part of the stream: from the moment a session is found lost, the pushes of the
+  next sessions are held back (:meth:`Delivery.hold`); once a new session is subscribed, one
+  :class:`~yaxmpp.Resync` goes into the stream first, then what was held.  With
+  ``check_revision`` each session start asks the Disk REST API for the revision on a thread
+  of its own (``yaxmpp-revision-N``); the resync of a reconnect waits (its pushes held, the
+  XMPP session running as usual) until the answers of the sessions on both sides of the gap
+  are in.  Each request is bounded by ``api_timeout``, so that wait is too.  The resync is
+  released early (with what is known) when its session ends or the client is closed.
 """
 
 from __future__ import annotations
@@ -33,13 +46,16 @@ import enum
 import itertools
 import logging
 import threading
-from typing import Any, Dict, FrozenSet, Optional
+import time
+from typing import Any, Dict, FrozenSet, List, Optional
 from xml.etree.ElementTree import Element
 
+from .cancel import Cancel
 from .connection import Connection, Target
 from .deadline import Deadline, check_timeout
 from .delivery import Delivery
 from .dial import parse_redirect
+from .diskapi import disk_info
 from .errors import (
     ClientClosed,
     ConnectionLost,
@@ -52,8 +68,10 @@ from .errors import (
     UsageError,
 )
 from .options import Options
-from .protocol.disk import Notification, subscribe_payload, subscribe_target
+from .policy import is_network_failure
+from .protocol.disk import subscribe_payload, subscribe_target
 from .protocol.redact import Redactor, bound
+from .resync import Item, Resync
 
 __all__ = ["Session", "State", "TRANSITIONS"]
 
@@ -93,6 +111,49 @@ TRANSITIONS: Dict[State, FrozenSet[State]] = {
 _ENDED = (State.CLOSED, State.FAILED)
 
 
+class _Probe:
+    """One revision request (``GET /v1/disk/``) made when a session starts, on its own thread."""
+
+    __slots__ = ("thread", "cancel", "done", "revision")
+
+    def __init__(self) -> None:
+        self.thread: Optional[threading.Thread] = None
+        self.cancel = Cancel()
+        self.done = threading.Event()
+        self.revision: Optional[int] = None  # set before ``done``; None when it failed
+
+    @property
+    def known(self) -> Optional[int]:
+        return self.revision if self.done.is_set() else None
+
+
+class _Gap:
+    """The resync of one reconnect, until it goes into the stream."""
+
+    __slots__ = ("since", "until", "error", "before", "after")
+
+    def __init__(self, since: float, until: float, error: Error, before: Optional[_Probe], after: Optional[_Probe]) -> None:
+        self.since = since
+        self.until = until
+        self.error = error
+        self.before = before  # the revision request of the session that was lost
+        self.after = after  # the new session's
+
+    @property
+    def answered(self) -> bool:
+        """Whether every revision request it depends on has ended."""
+        return all(probe is None or probe.done.is_set() for probe in (self.before, self.after))
+
+    def resync(self, redactor: Redactor, checked: bool, first: Any) -> Resync:
+        """The item; ``first``: the first push held behind it, if any (``until`` is never
+        later than its arrival: a push in the same read as the subscription's answer)."""
+        before = self.before.known if self.before is not None else None
+        after = self.after.known if self.after is not None else None
+        changed = None if not checked or before is None or after is None else before != after
+        until = self.until if first is None else max(self.since, min(self.until, first.received_at))
+        return Resync(self.since, until, redactor.scrub(str(self.error)), self.error, changed, after, before)
+
+
 class Session:
     """The lifecycle of one client (see the module docstring).  ``owner`` is what
     ``on_connect`` is called with (the public ``Client``)."""
@@ -109,6 +170,10 @@ class Session:
         self._state = State.IDLE
         self._connection: Optional[Connection] = None  # the open one, or the attempt in progress
         self._lost: Optional[Error] = None  # why the last session ended (for the reconnect loop)
+        self._lost_at = 0.0  # time.time() when it was found lost
+        self._gap: Optional[_Gap] = None  # a reconnect's resync waiting for revision answers
+        self._probe: Optional[_Probe] = None  # the revision request of the current session
+        self._probes: List[_Probe] = []  # revision requests started and not yet reaped
         self._error: Optional[Error] = None  # what ended the client (state FAILED)
         self._supervisor: Optional[threading.Thread] = None  # the current run's reconnect loop
         self._run = 0  # counts connect() calls: a reconnect loop serves only the run it began in
@@ -140,9 +205,12 @@ class Session:
 
     # -- connecting ----------------------------------------------------------------------
 
-    def connect(self, timeout: Optional[float]) -> None:
+    def connect(self, timeout: Optional[float], retry: bool = False) -> None:
         seconds = _call_timeout(timeout)
-        deadline = Deadline(self.options.timeout if seconds is None else seconds)
+        if not isinstance(retry, bool):
+            raise UsageError("retry must be True or False")
+        if retry and self.options.reconnect is None:
+            raise UsageError("connect(retry=True) needs a reconnect policy (reconnect=yaxmpp.Reconnect())")
         with self._cond:
             state = self._state
             if state is State.CONNECTED:
@@ -157,10 +225,14 @@ class Session:
             self._run += 1
             run = self._run
             self._error = None
+            self._probe = None  # a new run has no baseline revision yet
             self.delivery.reopen()
         with bound(self.redactor):
             try:
-                connection = self._connect_following_redirects(deadline, run)
+                if retry:
+                    connection = self._connect_retrying(seconds, run)
+                else:
+                    connection = self._connect_following_redirects(Deadline(self.options.timeout if seconds is None else seconds), run)
             except BaseException as exc:
                 failure = self._connect_failure(exc)
                 with self._cond:
@@ -184,6 +256,31 @@ class Session:
             log.error("connect() failed inside the library", exc_info=True)
             return LocalProtocolError("internal error during connect(): %s" % type(exc).__name__)
         return ClientClosed("connect() was interrupted")
+
+    def _connect_retrying(self, seconds: Optional[float], run: int) -> Connection:
+        """connect(retry=True): attempts (each within ``seconds``, redirects followed at once)
+        until one succeeds, a failure is not the network's, or the policy gives up."""
+        policy = self.options.reconnect
+        assert policy is not None
+        attempt = 0
+        while True:
+            try:
+                return self._connect_following_redirects(Deadline(self.options.timeout if seconds is None else seconds), run)
+            except Error as exc:
+                if not is_network_failure(exc) or policy.gives_up(attempt, exc):
+                    raise
+                error = exc
+            delay = policy.delay(attempt)
+            attempt += 1
+            log.warning("connect() failed: %s; trying again in %.2fs (attempt %d)", error, delay, attempt)
+            with self._cond:
+                if self._state is not State.CONNECTING or self._run != run:
+                    raise ClientClosed("the client was closed during connect()")
+                if policy.on_retry is not None:
+                    self.delivery.start()  # on_retry runs now, not once connected
+                    self.delivery.put_call(policy.on_retry, error, attempt, delay)
+                if self._cond.wait_for(lambda: self._state is not State.CONNECTING or self._run != run, delay):
+                    raise ClientClosed("the client was closed during connect()")
 
     def _connect_following_redirects(self, deadline: Deadline, run: int) -> Connection:
         target: Target = self.options.targets()
@@ -222,6 +319,7 @@ class Session:
 
     def _opened(self, connection: Connection, previous: State, run: int) -> None:
         """An attempt of run ``run`` succeeded: the session is open (unless close() came first)."""
+        until = time.time()  # the new session is subscribed (its pushes are held meanwhile)
         with self._cond:
             if self._state is not previous or self._connection is not connection or self._run != run:
                 closing = True
@@ -231,6 +329,15 @@ class Session:
                 log.info("connected as %s", connection.jid)
                 self.delivery.start()
                 self.delivery.put_call(self.options.on_connect, self._owner)
+                before = self._probe
+                self._probe = self._start_probe_locked() if self.options.check_revision else None
+                if previous is State.RECONNECTING:
+                    assert self._lost is not None
+                    gap = _Gap(self._lost_at, until, self._lost, before, self._probe)
+                    if gap.answered:
+                        self._release_locked(gap)
+                    else:
+                        self._gap = gap  # released by the last revision answer
                 if self.options.reconnect is not None and previous is State.CONNECTING:
                     # A loop of this run's own (one of an earlier run, if still ending, stops
                     # by itself: it serves only its run).
@@ -257,18 +364,96 @@ class Session:
     def _lost_locked(self, connection: Connection, error: Optional[Error]) -> None:
         if error is None:  # pragma: no cover - only close() ends a stream without an error
             error = ConnectionLost("the connection ended")
+        self._release_gap_locked()  # the session it opens is over: its pushes come first
         self.delivery.put_call(self.options.on_disconnect, error)
         if self.options.reconnect is not None:
             self._lost = error
+            self._lost_at = time.time()
+            self.delivery.hold()  # what the next session receives waits for its resync
             self._set(State.RECONNECTING)
         else:
             self._fail_locked(error)
 
     def _fail_locked(self, error: Error) -> None:
         """End the client with ``error``: every consumer learns it."""
+        self._release_gap_locked()
         self._error = error
         self._set(State.FAILED)
         self.delivery.end(error)
+
+    # -- the resync item and the revision check ------------------------------------------------
+
+    def _release_locked(self, gap: _Gap) -> None:
+        """Put the resync of ``gap`` into the stream, then the pushes held behind it."""
+        if self._gap is gap:
+            self._gap = None
+        checked = self.options.check_revision
+        made: List[Resync] = []
+
+        def lead(first: Any) -> Resync:
+            made.append(gap.resync(self.redactor, checked, first))
+            return made[0]
+
+        self.delivery.release(lead)
+        resync = made[0]
+        log.info(
+            "reconnected after %.1fs without a session: changes may have been missed (revision changed: %s)",
+            max(0.0, resync.until - resync.since),
+            "unknown" if resync.revision_changed is None else resync.revision_changed,
+        )
+
+    def _release_gap_locked(self) -> None:
+        """Release a resync still waiting for revision answers (with what is known)."""
+        gap = self._gap
+        if gap is not None:
+            self._release_locked(gap)
+
+    def _start_probe_locked(self) -> _Probe:
+        """Ask for the disk's revision on a thread of its own (the session is not delayed)."""
+        probe = _Probe()
+        thread = threading.Thread(target=self._run_probe, args=(probe,), name="yaxmpp-revision-%d" % self.number, daemon=True)
+        probe.thread = thread
+        self._probes = [p for p in self._probes if p.thread is not None and p.thread.is_alive()]
+        thread.start()
+        self._probes.append(probe)  # only a started thread is joined by close()
+        return probe
+
+    def _run_probe(self, probe: _Probe) -> None:
+        o = self.options
+        try:
+            with bound(self.redactor):
+                try:
+                    assert o.token is not None  # Options requires a str token for the check
+                    info = disk_info(o.token, api_url=o.api_url, timeout=o.api_timeout, cafile=o.cafile, cancel=probe.cancel)
+                except ClientClosed:
+                    pass
+                except Error as exc:
+                    log.warning("could not get the disk's revision: %s", exc)
+                except Exception:
+                    log.exception("the revision check failed inside the library")
+                else:
+                    probe.revision = info.revision
+                    log.info("the disk's revision is %s", info.revision)
+        finally:
+            probe.done.set()
+            with self._cond:
+                gap = self._gap
+                if gap is not None and gap.answered:
+                    self._release_locked(gap)
+
+    def _stop_probes(self, deadline: Deadline) -> None:
+        """Cancel the revision requests and join their threads (bounded; one that overstays
+        ends on its own within ``api_timeout``)."""
+        with self._cond:
+            probes, self._probes = self._probes, []
+        for probe in probes:
+            probe.cancel.cancel()
+        for probe in probes:
+            thread = probe.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.1, deadline.remaining() or 0.0))
+                if thread.is_alive():
+                    log.warning("a revision request is still running after close(); its thread ends within api_timeout")
 
     # -- the reconnect loop ------------------------------------------------------------------
 
@@ -311,6 +496,9 @@ class Session:
                 attempt += 1
                 log.info("reconnecting in %.2fs (attempt %d) after: %s", delay, attempt, error)
                 with self._cond:
+                    if self._state is not State.RECONNECTING or self._run != run:
+                        return
+                    self.delivery.put_call(policy.on_retry, error, attempt, delay)
                     if self._cond.wait_for(lambda: self._state is not State.RECONNECTING or self._run != run, delay):
                         return  # closed during the wait
                 try:
@@ -390,8 +578,9 @@ class Session:
         if self.options.on_notification is not None:
             raise UsageError("on_notification is set: notifications go to the callback only")
 
-    def next_notification(self, timeout: Optional[float]) -> Optional[Notification]:
-        """The next notification, None when ``timeout`` passed; raises what ended the client."""
+    def next_notification(self, timeout: Optional[float]) -> Optional[Item]:
+        """The next notification (or resync item), None when ``timeout`` passed; raises what
+        ended the client."""
         seconds = _call_timeout(timeout)
         return self.delivery.take(seconds)  # type: ignore[no-any-return]
 
@@ -436,6 +625,9 @@ class Session:
                 connection.close(deadline)  # aborts a connect() in progress
             if supervisor is not None and supervisor is not threading.current_thread():
                 supervisor.join(max(0.1, deadline.remaining() or 0.0))
+            self._stop_probes(deadline)
+            with self._cond:
+                self._release_gap_locked()  # before the end of its session
             if state is State.CONNECTED:
                 self.delivery.put_call(self.options.on_disconnect, None)
             self.delivery.end(None)  # after a failure, consumers still learn that error
@@ -443,6 +635,10 @@ class Session:
         finally:  # also when interrupted (Ctrl-C): the client ends CLOSED, never stuck CLOSING
             if connection is not None:
                 connection.abort()  # nothing to do once closed; never blocks
+            with self._cond:
+                self._release_gap_locked()
+                for probe in self._probes:
+                    probe.cancel.cancel()
             self.delivery.end(None)
             with self._cond:
                 self._connection = None

@@ -1,6 +1,6 @@
 """Yandex.Disk pushes: the subscription request and the notification format.
 
-What is known (``shared/protocol-notes.md``): the client subscribes with
+What is known (``docs/protocol.md``): the client subscribes with
 ``<iq to="LOGIN@ya.ru" type="set"><s xmlns="yandex:push:disk"/></iq>``; pushes arrive as iq
 ``set`` carrying ``<query xmlns="yandex:push:disk">`` with a ``<diff>`` of ``<op>`` elements
 (``type``, ``fid``, ``key``, ``size``).  Everything else is unknown, so parsing keeps every

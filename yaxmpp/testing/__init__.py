@@ -12,8 +12,12 @@
             print(session.wait_reply(session.ping()))
 
 Needs only the runtime dependencies: the TLS certificate and its test CA ship with the package.
+``python -m yaxmpp.testing`` runs it in a terminal (see :mod:`yaxmpp.testing.console`).
 """
 
-from .server import CA_FILE, CERT_FILE, KEY_FILE, FakeServer, ServerSession
+from .options import CA_FILE, CERT_FILE, KEY_FILE, ServerOptions
+from .peer import ScriptedSession
+from .server import FakeServer
+from .session import ServerSession
 
-__all__ = ["FakeServer", "ServerSession", "CA_FILE", "CERT_FILE", "KEY_FILE"]
+__all__ = ["FakeServer", "ServerSession", "ServerOptions", "ScriptedSession", "CA_FILE", "CERT_FILE", "KEY_FILE"]

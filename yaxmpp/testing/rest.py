@@ -89,6 +89,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
         with stand_in.lock:
             stand_in.requests.append(request)
+            stand_in._requested.notify_all()
             fail = stand_in.fail
             handler = stand_in.routes.get((self.command, parts.path))
         if fail == "hang":
@@ -121,7 +122,8 @@ class RestStandIn:
     ``fail`` (settable): None to answer normally, an HTTP status to answer every request with
     it, ``"hang"`` to accept and never answer (until :meth:`stop`), ``"close"`` to close the
     connection without an answer.  ``routes`` maps ``(method, path)`` to a :data:`Handler`;
-    :meth:`route` adds one.  ``url`` is the base URL to point a client at.
+    :meth:`route` adds one.  ``url`` is the base URL to point a client at;
+    :meth:`wait_for_requests` waits for the n-th request to arrive.
     """
 
     def __init__(self, token: str = "test-token", login: str = "test", revision: Optional[int] = 1) -> None:
@@ -131,6 +133,7 @@ class RestStandIn:
         self.fail: Union[None, int, str] = None
         self.requests: List[Request] = []
         self.lock = threading.Lock()
+        self._requested = threading.Condition(self.lock)
         self.released = threading.Event()
         self.routes: Dict[Tuple[str, str], Handler] = {("GET", "/v1/disk/"): self._disk, ("GET", "/v1/disk"): self._disk}
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -141,6 +144,11 @@ class RestStandIn:
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
         self._port = 0
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until at least ``count`` requests have arrived; False if ``timeout`` passed."""
+        with self._requested:
+            return self._requested.wait_for(lambda: len(self.requests) >= count, timeout)
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         with self.lock:
