@@ -330,6 +330,19 @@ def test_two_watches_of_one_account_have_their_own_resources(make_server):
     assert len(server.sessions) == 2
 
 
+def test_two_watches_with_one_resource_kick_each_other_off(make_server):
+    """Why watch picks a resource of its own: the stand-in, like real servers, ends the older
+    of two sessions with one resource with a conflict, and a conflict is not retried."""
+    server = make_server()
+    with LiveWatch(fast(server.client_options(), "--resource", "same", "-q"), cli_env(TOKEN)) as one:
+        subscribed_session(server, one)
+        with LiveWatch(fast(server.client_options(), "--resource", "same", "-q"), cli_env(TOKEN)) as two:
+            assert server.wait_for_session(index=1, timeout=WAIT).subscribed.wait(WAIT)
+            assert one.wait() == 1
+            assert "conflict" in one.stderr
+            assert two.stop() == 0
+
+
 def test_resource_given_is_used_as_is(make_server):
     server = make_server()
     with LiveWatch(fast(server.client_options(), "--resource", "my-box", "-q"), cli_env(TOKEN)) as watch:
