@@ -525,11 +525,11 @@ def test_parse_command_checks_the_program():
         execute.parse_command("   ")
 
 
-# -- the watch loop against a stand-in for the library part of issue 12 ---------------------------
+# -- the watch loop in-process, against a stub client ---------------------------------------------
 
 
 class _StubReconnect:
-    """yaxmpp.Reconnect with the library part of issue 12's ``on_retry``."""
+    """Records what watch asks of yaxmpp.Reconnect (``on_retry`` among it)."""
 
     def __init__(self, *, on_retry: Any = None, **policy: Any) -> None:
         self.on_retry = on_retry
@@ -537,9 +537,8 @@ class _StubReconnect:
 
 
 class _StubClient:
-    """Takes what yaxmpp.Client would with the library part of issue 12 (check_revision,
-    api_url, connect(retry=...), Reconnect(on_retry=...)) and plays a scripted notification
-    stream."""
+    """Records what watch asks of yaxmpp.Client (check_revision, api_url, connect(retry=...))
+    and plays a scripted notification stream."""
 
     made: List["_StubClient"] = []
     items: List[Any] = []

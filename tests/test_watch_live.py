@@ -2,9 +2,6 @@
 events after a dropped session and a server restart, a burst of pushes into ``--exec
 --batch``, a hung ``--exec`` command, two watches of one account, filters, escaping, the
 JSON schema, the first connection retried, and the exit codes of the friendlier errors.
-
-Tests of what the library part of issue 12 brings (``Resync`` items from ``notifications()``,
-``on_retry``, ``connect(retry=True)``, ``check_revision``) fail until that part is merged.
 """
 
 from __future__ import annotations

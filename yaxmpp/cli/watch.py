@@ -9,7 +9,6 @@ as status lines (connected, lost, each retry, reconnected) unless ``-q``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import secrets
 import sys
@@ -143,15 +142,6 @@ def unique_resource() -> str:
     return "%s-%s" % (DEFAULT_RESOURCE, secrets.token_hex(4))
 
 
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    """Whether the library's ``function`` takes keyword ``name`` (the library part of issue 12
-    may be missing from the library this runs with: then watch does without it)."""
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
-
-
 class _Lines:
     """Writes whole lines to stderr from any thread (status, command failures, errors)."""
 
@@ -241,16 +231,13 @@ class Watcher:
 
         args = self.args
         policy: Dict[str, Any] = {"initial": args.backoff, "maximum": max(60.0, args.backoff), "max_attempts": args.max_attempts}
-        status = None if args.quiet else Status(self.lines)
-        if status is not None:
+        if not args.quiet:
+            status = Status(self.lines)
             options["on_connect"] = status.on_connect
             options["on_disconnect"] = status.on_disconnect
-            if _accepts(yaxmpp.Reconnect, "on_retry"):
-                policy["on_retry"] = status.on_retry
+            policy["on_retry"] = status.on_retry
         options["reconnect"] = yaxmpp.Reconnect(**policy)
         if args.check_revision:
-            if not _accepts(yaxmpp.Client, "check_revision"):
-                raise CommandError(EXIT_USAGE, "--check-revision: this yaxmpp library cannot check the revision")
             options["check_revision"] = True
             if args.api_url:
                 options["api_url"] = args.api_url
@@ -298,10 +285,7 @@ class Watcher:
         try:
             if self._stopped.is_set():
                 return EXIT_OK
-            if _accepts(client.connect, "retry"):
-                client.connect(retry=True)
-            else:
-                client.connect()
+            client.connect(retry=True)  # a network failure at start is retried like a reconnect
             for item in client.notifications():
                 events = events_of(item, check)
                 if selection.active:
