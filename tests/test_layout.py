@@ -52,6 +52,8 @@ LAYERS: List[Set[str]] = [
     },
     {"yaxmpp.cli.stored"},
     {"yaxmpp.cli.common"},
+    {"yaxmpp.cli.events"},
+    {"yaxmpp.cli.execute"},
     {"yaxmpp.cli.watch", "yaxmpp.cli.login", "yaxmpp.cli.doctor"},
     {"yaxmpp.cli"},
     {"yaxmpp.__main__"},

@@ -265,7 +265,7 @@ def test_the_printed_watch_command_connects(processes: List["subprocess.Popen[by
         assert watch.poll() is None, watch.communicate(timeout=WAIT)
         assert time.monotonic() < deadline, "watch did not subscribe"
     assert say('push new "/disk/a b.txt"') == "pushed 1"
-    assert " new /disk/a b.txt size=1 fid=" in watched.next()
+    assert " new /disk/a\\x20b.txt size=1 fid=" in watched.next()  # watch escapes the space
     watch.send_signal(signal.SIGTERM)
     assert watch.wait(WAIT) == 0
     assert console.stdin is not None

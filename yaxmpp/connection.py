@@ -38,6 +38,7 @@ from .errors import (
     ConnectionLost,
     Error,
     LocalProtocolError,
+    NetworkError,
     ProtocolError,
     Timeout,
     TLSError,
@@ -62,9 +63,21 @@ from .protocol.events import (
 from .protocol.redact import Redactor, bound
 from .transport import Transport
 
-__all__ = ["Connection", "ConnState", "TRANSITIONS", "Target"]
+__all__ = ["Connection", "ConnState", "TRANSITIONS", "Target", "NotXMPP"]
 
 log = logging.getLogger("yaxmpp")
+xml_log = logging.getLogger("yaxmpp.xml")
+
+
+class NotXMPP(NetworkError, ProtocolError):
+    """The peer is not an XMPP server at all (its first bytes are not XML: an HTTP server on
+    the port, say).  A connection failure (:class:`~yaxmpp.NetworkError`) that is also a
+    :class:`~yaxmpp.ProtocolError`, as any unparsable stream is."""
+
+
+#: How many of the first bytes of a stream are kept during negotiation, to show (at DEBUG)
+#: when the server's XML is malformed, and to tell a peer that is not XMPP at all.
+HEAD_BYTES = 64
 
 _numbers = itertools.count(1)
 
@@ -134,6 +147,7 @@ class Connection:
         self._stream_over = False  # the final StreamClosed was handled
         self._closing = False  # close() or abort() was called
         self._phase: Optional[str] = None  # what open() is doing, when the core cannot tell
+        self._head = b""  # the first bytes of the current stream, during negotiation
         self.port: Optional[int] = None
         self.redactor = redactor
         self.established_at: Optional[float] = None  # time.monotonic() when the session opened
@@ -240,10 +254,13 @@ class Connection:
             self._write(core.data_to_send(), deadline)
             while not core.established:
                 data = transport.recv(self._left(deadline))
+                if len(self._head) < HEAD_BYTES:
+                    self._head += data[: HEAD_BYTES - len(self._head)]
                 events = core.receive_data(data)
                 self._write(core.data_to_send(), deadline)
                 for event in events:
                     if isinstance(event, TLSRequested):
+                        self._head = b""  # a new stream begins inside TLS
                         self._handshake(deadline, event.leftover)
                         core.tls_established()
                         self._write(core.data_to_send(), deadline)
@@ -281,11 +298,23 @@ class Connection:
             return ClientClosed("the client was closed during connect()")
         if isinstance(exc, socket.timeout):
             return Timeout("connect() timed out after %gs while %s" % (deadline.seconds or 0.0, step), step)
+        if isinstance(exc, ProtocolError) and self._head:
+            xml_log.debug("RECV (the stream's first %d bytes, as received) %s", len(self._head), self.redactor.scrub(repr(self._head)))
+            if self._core is not None and self._core.stream_id is None and not self._head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+                return self._not_xmpp()
         if isinstance(exc, Error):
             return self.redactor.scrub_error(exc)
         if isinstance(exc, OSError):
             return ConnectionLost("connection lost while %s: %s" % (step, _describe(exc)))
         return exc
+
+    def _not_xmpp(self) -> NotXMPP:
+        """The peer's first bytes are not XML at all (an HTTP server, say): a connection failure."""
+        first = self._head.strip().split(b"\n", 1)[0].strip()[:40].decode("ascii", "replace")
+        shown = "".join(c if c.isprintable() else "?" for c in first)
+        return NotXMPP(
+            "not an XMPP server at %s port %s (it answered %r)" % (self.target[0], self.port, self.redactor.scrub(shown))
+        )
 
     def _handshake(self, deadline: Deadline, leftover: bytes) -> None:
         assert self._transport is not None

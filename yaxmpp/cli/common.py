@@ -1,5 +1,5 @@
-"""What the ``yaxmpp`` commands share: exit codes, the connection options, the token's
-sources, logging to stderr, one-line errors, SIGTERM."""
+"""What the ``yaxmpp`` commands share: exit codes, the connection options, the account and its
+token (:func:`resolve_account`), logging to stderr, one-line errors, SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Dict, Iterator, Optional, TextIO
+from typing import Any, Dict, Iterator, Optional, TextIO, Tuple
 
 from .stored import add_account_arguments, stored_account
 
@@ -20,10 +20,15 @@ __all__ = [
     "EXIT_AUTH",
     "EXIT_CONNECT",
     "TOKEN_ENV",
+    "DEFAULT_RESOURCE",
+    "CommandError",
     "Stop",
     "port_number",
     "add_connection_arguments",
     "read_token",
+    "resolve_account",
+    "token_source_note",
+    "check_connection_arguments",
     "client_options",
     "fail",
     "exit_code",
@@ -34,6 +39,21 @@ __all__ = [
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_CONNECT = 0, 1, 2, 3, 4
 TOKEN_ENV = "YANDEX_DISK_TOKEN"
+#: The library's resource, used when a command does not choose one of its own.
+DEFAULT_RESOURCE = "YaDisk-client"
+
+
+class CommandError(Exception):
+    """A command cannot go on: ``code`` is its exit code, ``message`` one line for stderr
+    (never carrying the token)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class Stop(BaseException):
@@ -59,13 +79,21 @@ def port_number(text: str) -> Optional[int]:
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that connects takes (``watch``, ``doctor``)."""
     parser.add_argument("--login", help="the Yandex account name (default: the stored credentials' login)")
-    parser.add_argument("--token-file", metavar="PATH", help="file holding the OAuth token")
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the OAuth token (wins over the %s environment variable)" % TOKEN_ENV,
+    )
     parser.add_argument("--host", default=None, help="server to connect to (default push.xmpp.yandex.ru)")
     parser.add_argument("--port", type=port_number, default=5222, help="STARTTLS port, or 'none' (default 5222)")
     parser.add_argument("--tls-port", type=port_number, default=443, help="direct-TLS fallback port, or 'none' (default 443)")
     parser.add_argument("--cafile", help="CA bundle to verify the server with (default: certifi's)")
     parser.add_argument("--domain", default="ya.ru", help=argparse.SUPPRESS)
-    parser.add_argument("--resource", default="YaDisk-client", help="XMPP resource (default YaDisk-client)")
+    parser.add_argument(
+        "--resource",
+        default=None,
+        help="XMPP resource ('' lets the server choose; default: the command's, %s for most)" % DEFAULT_RESOURCE,
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -104,14 +132,100 @@ def read_token(args: argparse.Namespace, err: Optional[TextIO] = None) -> Option
     return token
 
 
-def client_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The :class:`yaxmpp.Client` keyword arguments the connection options ask for."""
+def _token_from_file(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(65537)
+    except OSError as exc:
+        raise CommandError(EXIT_USAGE, "cannot read the token file %s: %s" % (path, exc.strerror or type(exc).__name__)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CommandError(EXIT_USAGE, "the token file %s is not UTF-8 text" % path) from None
+    token = text.strip()
+    if not token:
+        raise CommandError(EXIT_USAGE, "the token file %s is blank: put the OAuth token in it" % path)
+    if len(data) > 65536 or len(token.split()) > 1:
+        raise CommandError(EXIT_USAGE, "the token file %s holds more than the token (one line, nothing else)" % path)
+    return token
+
+
+def resolve_account(args: argparse.Namespace, err: Optional[TextIO] = None) -> Tuple[str, str]:
+    """The account to use: (login, token) from ``--login`` and ``--token-file``, else from
+    :data:`TOKEN_ENV`, else from the credentials stored by ``yaxmpp login`` (refreshed first
+    when near expiry; their login unless ``--login`` is given).  ``--token-file`` wins when
+    both are given (see :func:`token_source_note`).
+
+    Raises :class:`CommandError` (exit 2) with a message saying what is missing or wrong: a
+    token file that cannot be read (named), that is not UTF-8, or blank; no token at all; no login.
+    """
+    login = (getattr(args, "login", None) or "").strip()
+    token_file = getattr(args, "token_file", None)
+    if token_file:
+        token = _token_from_file(token_file)
+    else:
+        raw = os.environ.get(TOKEN_ENV)
+        if raw is None:
+            import yaxmpp
+
+            try:
+                account = stored_account(args, err)  # a refresh is reported on err
+            except yaxmpp.Error as exc:  # the stored credentials cannot be used (or refreshed)
+                raise CommandError(exit_code(exc), str(exc)) from None
+            if account is None:
+                raise CommandError(EXIT_USAGE, "no token: use --token-file PATH, set %s, or run `yaxmpp login`" % TOKEN_ENV)
+            stored_login, token = account
+            login = login or stored_login
+        else:
+            token = raw.strip()
+            if not token:
+                raise CommandError(EXIT_USAGE, "%s is set but blank: put the token in it, or use --token-file PATH" % TOKEN_ENV)
+    if not login:
+        raise CommandError(EXIT_USAGE, "no login: give --login LOGIN (the account name, without @yandex.ru), or run `yaxmpp login`")
+    return login, token
+
+
+def token_source_note(args: argparse.Namespace) -> Optional[str]:
+    """One line saying which token source wins when both ``--token-file`` and :data:`TOKEN_ENV`
+    are given (None otherwise)."""
+    if getattr(args, "token_file", None) and os.environ.get(TOKEN_ENV, "").strip():
+        return "using the token from --token-file %s (%s is set too, and ignored)" % (args.token_file, TOKEN_ENV)
+    return None
+
+
+def check_connection_arguments(args: argparse.Namespace) -> None:
+    """Checks of the connection options that argparse cannot make, worded with the flags'
+    names; raises :class:`CommandError` (exit 2)."""
+    if args.port is None and args.tls_port is None:
+        raise CommandError(EXIT_USAGE, "--port and --tls-port cannot both be 'none': one of them is needed")
+    for flag, value in (("--timeout", args.timeout), ("--close-timeout", args.close_timeout)):
+        if not (value > 0 and value <= 10 * 365 * 86400):  # also catches NaN
+            raise CommandError(EXIT_USAGE, "%s must be a positive number of seconds, not %g" % (flag, value))
+    if args.cafile:
+        from ..errors import UsageError
+        from ..tls import create_default_context
+
+        try:
+            create_default_context(args.cafile)
+        except UsageError as exc:
+            message = str(exc)
+            if message.startswith("cafile "):
+                message = message[len("cafile ") :]
+            raise CommandError(EXIT_USAGE, "--cafile %s" % message) from None
+
+
+def client_options(args: argparse.Namespace, resource: str = DEFAULT_RESOURCE) -> Dict[str, Any]:
+    """The :class:`yaxmpp.Client` keyword arguments the connection options ask for, checked
+    first (:func:`check_connection_arguments`).  ``resource`` is the command's default, used
+    when ``--resource`` is not given (``--resource ''`` lets the server choose)."""
+    check_connection_arguments(args)
+    chosen = resource if args.resource is None else args.resource
     options: Dict[str, Any] = {
         "port": args.port,
         "tls_port": args.tls_port,
         "cafile": args.cafile,
         "domain": args.domain,
-        "resource": args.resource or None,
+        "resource": chosen or None,
         "timeout": args.timeout,
         "close_timeout": args.close_timeout,
         "compress": args.compress,
@@ -132,6 +246,8 @@ def exit_code(error: BaseException) -> int:
     """The exit code for an error that ended a command."""
     import yaxmpp
 
+    if isinstance(error, CommandError):
+        return error.code
     if isinstance(error, (yaxmpp.UsageError, ValueError, TypeError)):
         return EXIT_USAGE
     if isinstance(error, yaxmpp.AuthError):
