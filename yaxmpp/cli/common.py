@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Dict, Iterator, Optional, TextIO, Tuple
+from typing import Callable, Any, Dict, Iterator, Optional, TextIO, Tuple
 
 from .stored import add_account_arguments, stored_account
 
@@ -281,14 +281,59 @@ def logging_to(err: TextIO, verbose: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def sigterm_stops() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Stop` (on the main thread only)."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
+def sigterm_stops(stop: Optional[Callable[[], None]] = None) -> Iterator[None]:
+    """Within the block, SIGTERM ends the command cleanly (on the main thread only).
+
+    Without ``stop``, the handler raises :class:`Stop` in the main thread.  With ``stop`` (a
+    callable safe from any thread), the signal's arrival is written, by the interpreter's C
+    handler at that very moment, to a wakeup pipe (:func:`signal.set_wakeup_fd`) that a thread
+    of its own, ``yaxmpp-signals``, reads, and that thread calls ``stop``.  A Python-level
+    handler runs only between bytecodes of the main thread, so a SIGTERM that lands in the
+    instant the main thread starts blocking on a lock would wait there until the next push.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if stop is None:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    stopped = threading.Event()
+
+    def wake_on_sigterm() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except InterruptedError:  # pragma: no cover - a signal during the read
+                continue
+            if not data:
+                return  # the block ended
+            if signal.SIGTERM in data and not stopped.is_set():
+                stopped.set()
+                stop()
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # the pipe does the work
+    try:
+        old_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # pragma: no cover - no wakeup fd here
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        old_fd = None
+    waker = threading.Thread(target=wake_on_sigterm, name="yaxmpp-signals", daemon=True)
+    waker.start()
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if old_fd is not None:
+            signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGTERM, previous)
+        os.close(write_end)  # the waker reads the end of the pipe and returns
+        waker.join()
+        os.close(read_end)
 
 
 def silence(out: TextIO) -> None:

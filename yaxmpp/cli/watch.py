@@ -271,7 +271,7 @@ class Watcher:
                     max_backlog=self.args.exec_backlog,
                     grace=self.args.close_timeout,
                 )
-            with sigterm_stops():
+            with sigterm_stops(self.stop):
                 try:
                     return self._loop(client, selection)
                 finally:
