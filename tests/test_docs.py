@@ -24,7 +24,7 @@ def test_the_readme_renders_without_a_warning():
     docutils_core.publish_string(
         _readme(),
         writer_name="null",
-        settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": warnings},
+        settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": warnings, "syntax_highlight": "none"},
     )
     assert warnings.getvalue() == ""
 
