@@ -24,6 +24,7 @@ __all__ = [
     "CommandError",
     "Stop",
     "port_number",
+    "positive_seconds",
     "add_connection_arguments",
     "read_token",
     "resolve_account",
@@ -73,6 +74,17 @@ def port_number(text: str) -> Optional[int]:
         raise argparse.ArgumentTypeError("not a port number: %r" % text) from None
     if not 0 < value < 65536:
         raise argparse.ArgumentTypeError("not a port number: %r" % text)
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds, at most ten years (NaN and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
+    if not 0 < value <= 10 * 365 * 86400:  # NaN fails too
+        raise argparse.ArgumentTypeError("not a positive number of seconds: %r" % text)
     return value
 
 
