@@ -276,3 +276,26 @@ def test_a_bad_timeout_is_a_usage_error_naming_the_flag(value: str, tmp_path: "o
         yaxmpp.cli._parser().parse_args(argv)
     assert exited.value.code == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_watch_quiet_does_not_report_the_refresh(api: RestStandIn, tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import closed_port
+
+    old_refresh = "1:old-refresh-token:quiet:0f0e0d0c"
+    stand_in = OAuthStandIn(api, client_id=CLIENT_ID, client_secret=SECRET, access_tokens=(NEW_TOKEN,))
+    stand_in.add_refresh_token(old_refresh)
+    path = os.path.join(str(tmp_path), "credentials.json")
+    credentials.save(
+        credentials.Credentials(
+            "y0_old_access_token_quiet_0102030405", refresh_token=old_refresh, expires_at=time.time() + 3600,
+            client_id=CLIENT_ID, client_secret=SECRET, login="test",
+        ),
+        path,
+    )  # fmt: skip
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    argv = ["watch", "-q", "--host", "127.0.0.1", "--port", str(closed_port()), "--tls-port", "none", "--max-attempts", "0",
+            "--timeout", "5", "--credentials", path, "--oauth-url", api.url, "--cafile", CA_FILE]  # fmt: skip
+    code, out, err = cli(argv)
+    assert stand_in.refreshes == 1  # it was refreshed...
+    assert code == 4 and out == ""
+    assert err.count("\n") == 1 and "cannot connect" in err, err  # ...and only the error is said

@@ -217,7 +217,7 @@ class Watcher:
 
     def _check(self) -> "tuple[str, str, Dict[str, Any], Optional[List[str]], Filter]":
         args = self.args
-        login, token = resolve_account(args, self.err)
+        login, token = resolve_account(args, None if args.quiet else self.err)  # a refresh is a status line
         options = client_options(args, resource=unique_resource())
         argv = parse_command(args.exec) if args.exec else None
         if args.batch is not None and argv is None:
