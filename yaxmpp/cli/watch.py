@@ -123,7 +123,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="print Disk changes as they happen",
         description="Connect, subscribe and print one line per Disk change (and a resync line after each "
         "gap) until Ctrl-C or SIGTERM. The token comes from --token-file or the %s environment "
-        "variable (--token-file wins)." % TOKEN_ENV,
+        "variable (--token-file wins), else from the credentials stored by `yaxmpp login`." % TOKEN_ENV,
     )
     add_watch_arguments(watch)
     watch.set_defaults(run=run_watch)
