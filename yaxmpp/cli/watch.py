@@ -270,6 +270,7 @@ class Watcher:
                     batch=self.args.batch,
                     max_backlog=self.args.exec_backlog,
                     grace=self.args.close_timeout,
+                    secrets=[token],
                 )
             with sigterm_stops(self.stop):
                 try:
