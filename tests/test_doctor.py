@@ -331,3 +331,32 @@ def test_both_token_sources_say_which_wins(server: FakeServer, tmp_path: "os.Pat
     code, out, err = cli(doctor_args(server.client_options(), "--token-file", path))
     assert code == 0, out + err
     assert "using the token from --token-file" in err
+
+
+def _http_server(conn: socket.socket) -> None:
+    """A web server on the port: it reads the request and answers HTTP, not XMPP."""
+    conn.settimeout(10)
+    try:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    except OSError:
+        pass
+
+
+def test_a_web_server_on_the_starttls_port_is_not_an_xmpp_server_exit_4(token_env: None) -> None:
+    with ScriptedServer(_http_server) as scripted:
+        steps = doctor.diagnose(LOGIN, TOKEN, host="127.0.0.1", port=scripted.port, tls_port=None, cafile=CA_FILE, timeout=5)
+        code, out, err = cli(doctor_args({"host": "127.0.0.1", "port": scripted.port, "tls_port": None}))
+    bad = failed(steps)
+    assert len(bad) == 1 and isinstance(bad[0].error, yaxmpp.NetworkError)  # like watch: a connection failure
+    assert "not an XMPP server" in str(bad[0].error) and "HTTP/1.1 400 Bad Request" in str(bad[0].error)
+    assert "--port" in (bad[0].hint or "")
+    assert code == 4, out + err  # watch's code for it
+
+
+def test_a_plain_text_server_on_the_direct_tls_port_says_it_does_not_speak_tls() -> None:
+    with ScriptedServer(_http_server) as scripted:
+        steps = doctor.diagnose(LOGIN, TOKEN, host="127.0.0.1", port=None, tls_port=scripted.port, cafile=CA_FILE, timeout=5)
+    bad = failed(steps)
+    assert names(bad) == ["tls"] and isinstance(bad[0].error, yaxmpp.TLSError)
+    assert "does not speak TLS" in (bad[0].hint or "") and "TLS 1.2" not in (bad[0].hint or "")
