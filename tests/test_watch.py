@@ -637,3 +637,15 @@ def test_watch_hands_the_token_to_the_executor_as_a_secret(stub_client, tmp_path
     watcher = watch.Watcher(args_for("--login", LOGIN, "-q", "--token-file", str(token_file), "--exec", "true"), _Sink(), _Sink())
     assert watcher.run() == 0
     assert watcher.executor is not None and TOKEN in watcher.executor.secrets
+
+
+def test_a_login_other_than_the_stored_ones_says_whose_they_are(tmp_path, no_env_token):
+    from yaxmpp import credentials
+
+    path = str(tmp_path / "credentials.json")
+    credentials.save(credentials.Credentials(TOKEN, login="alice"), path)
+    error = error_of(args_for("--login", "bob", "--credentials", path))
+    assert error.code == common.EXIT_USAGE
+    assert "alice" in error.message and "bob" in error.message and path in error.message
+    assert TOKEN not in error.message
+    assert common.resolve_account(args_for("--login", "Alice", "--credentials", path)) == ("Alice", TOKEN)
