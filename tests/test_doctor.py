@@ -281,3 +281,82 @@ def test_a_token_without_its_login_gets_the_login_from_the_disk_api(server: Fake
         code, out, err = cli(argv)
     assert code == 0, out + err
     assert "login, from the Disk API: %s" % LOGIN in err
+
+
+# -- the token and the options are checked and worded like watch's (issue 12's friendlier errors)
+
+
+def test_a_blank_token_file_says_it_is_blank(tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = os.path.join(str(tmp_path), "token")
+    with open(path, "w") as f:
+        f.write("  \n")
+    code, out, err = cli(["doctor", "--login", LOGIN, "--token-file", path])
+    assert code == 2 and out == ""
+    assert "the token file %s is blank" % path in err
+
+
+def test_a_token_file_with_a_bom_is_read_like_watch_reads_it(server: FakeServer, tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = os.path.join(str(tmp_path), "token")
+    with open(path, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + TOKEN.encode() + b"\r\n")  # as Notepad saves it
+    code, out, err = cli(doctor_args(server.client_options(), "--token-file", path))
+    assert code == 0, out + err
+
+
+def test_both_ports_none_names_the_flags(token_env: None) -> None:
+    code, out, err = cli(["doctor", "--login", LOGIN, "--port", "none", "--tls-port", "none"])
+    assert code == 2 and out == ""
+    assert "--port and --tls-port" in err and "tls_port" not in err
+
+
+def test_a_cafile_that_is_not_pem_names_the_flag(token_env: None, tmp_path: "os.PathLike[str]") -> None:
+    path = os.path.join(str(tmp_path), "ca.der")
+    with open(path, "wb") as f:
+        f.write(b"\x30\x82\x01\x00 not PEM")
+    code, out, err = cli(["doctor", "--login", LOGIN, "--cafile", path])
+    assert code == 2 and out == ""
+    assert err.startswith("yaxmpp: --cafile ") and "not a PEM file" in err
+
+
+def test_both_token_sources_say_which_wins(server: FakeServer, tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YANDEX_DISK_TOKEN", "another-token-from-the-environment")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = os.path.join(str(tmp_path), "token")
+    with open(path, "w") as f:
+        f.write(TOKEN + "\n")
+    code, out, err = cli(doctor_args(server.client_options(), "--token-file", path))
+    assert code == 0, out + err
+    assert "using the token from --token-file" in err
+
+
+def _http_server(conn: socket.socket) -> None:
+    """A web server on the port: it reads the request and answers HTTP, not XMPP."""
+    conn.settimeout(10)
+    try:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    except OSError:
+        pass
+
+
+def test_a_web_server_on_the_starttls_port_is_not_an_xmpp_server_exit_4(token_env: None) -> None:
+    with ScriptedServer(_http_server) as scripted:
+        steps = doctor.diagnose(LOGIN, TOKEN, host="127.0.0.1", port=scripted.port, tls_port=None, cafile=CA_FILE, timeout=5)
+        code, out, err = cli(doctor_args({"host": "127.0.0.1", "port": scripted.port, "tls_port": None}))
+    bad = failed(steps)
+    assert len(bad) == 1 and isinstance(bad[0].error, yaxmpp.NetworkError)  # like watch: a connection failure
+    assert "not an XMPP server" in str(bad[0].error) and "HTTP/1.1 400 Bad Request" in str(bad[0].error)
+    assert "--port" in (bad[0].hint or "")
+    assert code == 4, out + err  # watch's code for it
+
+
+def test_a_plain_text_server_on_the_direct_tls_port_says_it_does_not_speak_tls() -> None:
+    with ScriptedServer(_http_server) as scripted:
+        steps = doctor.diagnose(LOGIN, TOKEN, host="127.0.0.1", port=None, tls_port=scripted.port, cafile=CA_FILE, timeout=5)
+    bad = failed(steps)
+    assert names(bad) == ["tls"] and isinstance(bad[0].error, yaxmpp.TLSError)
+    assert "does not speak TLS" in (bad[0].hint or "") and "TLS 1.2" not in (bad[0].hint or "")

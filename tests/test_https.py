@@ -306,3 +306,9 @@ def test_a_post_form_is_sent_urlencoded(api):
     assert https.request_json("POST", api.url + "/token", form={"a": "1 2", "b": "&"}, cafile=CA_FILE, timeout=5) == {"ok": True}
     assert seen[0].form == {"a": "1 2", "b": "&"}
     assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), True])
+def test_a_bad_timeout_is_a_usage_error(timeout):
+    with pytest.raises(yaxmpp.UsageError, match="timeout"):
+        yaxmpp.https.request("GET", "https://127.0.0.1:9/", timeout=timeout)

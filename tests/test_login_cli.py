@@ -244,3 +244,58 @@ def test_watch_refreshes_a_stored_token_near_expiry_then_connects_with_the_new_o
     assert stored.expires_at is not None and stored.expires_at > time.time() + 300 * 86400
     assert "refreshed the stored token" in err
     assert_no_secret([out, err, logs.text], [old_token, old_refresh, NEW_TOKEN, stored.refresh_token or "-", SECRET])
+
+
+def test_a_token_file_with_a_bom_is_stored_without_it(api: RestStandIn, tmp_path: "os.PathLike[str]") -> None:
+    api.token = "y0_a_token_saved_by_notepad_5566778899"
+    token_file = os.path.join(str(tmp_path), "token")
+    with open(token_file, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + api.token.encode() + b"\r\n")
+    path = os.path.join(str(tmp_path), "credentials.json")
+    code, _, err = cli(["login", "--token-file", token_file, "--credentials", path, "--api-url", api.url, "--cafile", CA_FILE])
+    assert code == 0, err
+    stored = credentials.load(path)
+    assert stored is not None and stored.access_token == api.token
+
+
+def test_a_token_file_holding_more_than_a_token_is_refused(api: RestStandIn, tmp_path: "os.PathLike[str]") -> None:
+    token_file = os.path.join(str(tmp_path), "token")
+    with open(token_file, "w") as f:
+        f.write("y0_first_token_aaaaaaaa\ny0_second_token_bbbbbbbb\n")
+    path = os.path.join(str(tmp_path), "credentials.json")
+    code, out, err = cli(["login", "--token-file", token_file, "--credentials", path, "--api-url", api.url, "--cafile", CA_FILE])
+    assert code == 2 and token_file in err and "more than the token" in err
+    assert "aaaaaaaa" not in out + err and not api.requests and not os.path.exists(path)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_bad_timeout_is_a_usage_error_naming_the_flag(value: str, tmp_path: "os.PathLike[str]", capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["login", "--client-id", CLIENT_ID, "--client-secret", SECRET, "--credentials", os.path.join(str(tmp_path), "c.json"),
+            "--oauth-url", "https://127.0.0.1:9", "--timeout", value]  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        yaxmpp.cli._parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_watch_quiet_does_not_report_the_refresh(api: RestStandIn, tmp_path: "os.PathLike[str]", monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import closed_port
+
+    old_refresh = "1:old-refresh-token:quiet:0f0e0d0c"
+    stand_in = OAuthStandIn(api, client_id=CLIENT_ID, client_secret=SECRET, access_tokens=(NEW_TOKEN,))
+    stand_in.add_refresh_token(old_refresh)
+    path = os.path.join(str(tmp_path), "credentials.json")
+    credentials.save(
+        credentials.Credentials(
+            "y0_old_access_token_quiet_0102030405", refresh_token=old_refresh, expires_at=time.time() + 3600,
+            client_id=CLIENT_ID, client_secret=SECRET, login="test",
+        ),
+        path,
+    )  # fmt: skip
+    monkeypatch.delenv("YANDEX_DISK_TOKEN", raising=False)
+    argv = ["watch", "-q", "--host", "127.0.0.1", "--port", str(closed_port()), "--tls-port", "none", "--max-attempts", "0",
+            "--timeout", "5", "--credentials", path, "--oauth-url", api.url, "--cafile", CA_FILE]  # fmt: skip
+    code, out, err = cli(argv)
+    assert stand_in.refreshes == 1  # it was refreshed...
+    assert code == 4 and out == ""
+    assert err.count("\n") == 1 and "cannot connect" in err, err  # ...and only the error is said

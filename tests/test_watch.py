@@ -612,3 +612,40 @@ def test_watch_text_mode_prints_resync_lines_and_quiet_asks_for_no_callbacks(stu
     assert err.text == ""
     (client,) = stub_client.made
     assert client.on_retry is None and "on_connect" not in client.options and client.check_revision is False
+
+
+def test_no_variable_holding_the_token_reaches_the_command(control, monkeypatch):
+    monkeypatch.setenv("MY_DISK_TOKEN", TOKEN)  # e.g. a systemd EnvironmentFile's own name for it
+    monkeypatch.setenv("AUTH_HEADER", "OAuth %s" % TOKEN)
+    monkeypatch.setenv("HARMLESS", "a value")
+    reports = Reports()
+    runner = execute.Executor(execute.parse_command(control.command()), reports, timeout=10.0, secrets=[TOKEN])
+    try:
+        runner.submit(change_event("/disk/a"))
+        run = control.next_run()
+        run.finish(0)
+    finally:
+        runner.close()
+    assert "HARMLESS" in run.names
+    assert "MY_DISK_TOKEN" not in run.names and "AUTH_HEADER" not in run.names
+
+
+def test_watch_hands_the_token_to_the_executor_as_a_secret(stub_client, tmp_path):
+    stub_client.items = []
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    watcher = watch.Watcher(args_for("--login", LOGIN, "-q", "--token-file", str(token_file), "--exec", "true"), _Sink(), _Sink())
+    assert watcher.run() == 0
+    assert watcher.executor is not None and TOKEN in watcher.executor.secrets
+
+
+def test_a_login_other_than_the_stored_ones_says_whose_they_are(tmp_path, no_env_token):
+    from yaxmpp import credentials
+
+    path = str(tmp_path / "credentials.json")
+    credentials.save(credentials.Credentials(TOKEN, login="alice"), path)
+    error = error_of(args_for("--login", "bob", "--credentials", path))
+    assert error.code == common.EXIT_USAGE
+    assert "alice" in error.message and "bob" in error.message and path in error.message
+    assert TOKEN not in error.message
+    assert common.resolve_account(args_for("--login", "Alice", "--credentials", path)) == ("Alice", TOKEN)

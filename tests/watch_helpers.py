@@ -22,7 +22,8 @@ data = sys.stdin.read()
 env = {k: v for k, v in os.environ.items() if k.startswith("YAXMPP_")}
 conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 conn.sendall(json.dumps({"env": env, "stdin": data, "argv": sys.argv[2:],
-                         "token_env": "YANDEX_DISK_TOKEN" in os.environ}).encode("utf-8") + b"\n")
+                         "token_env": "YANDEX_DISK_TOKEN" in os.environ,
+                         "names": sorted(os.environ)}).encode("utf-8") + b"\n")
 reply = conn.makefile("rb").readline()
 sys.exit(int(reply.strip() or b"0"))
 """
@@ -37,6 +38,7 @@ class Run:
         self.stdin: str = report["stdin"]
         self.argv: List[str] = report["argv"]
         self.token_env: bool = report["token_env"]
+        self.names: List[str] = report["names"]  # every variable of its environment
 
     @property
     def records(self) -> List[Dict[str, Any]]:

@@ -26,6 +26,7 @@ import ssl
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .connection import HEAD_BYTES, NotXMPP
 from .deadline import Deadline
 from .dial import dial, resolve
 from .diskapi import DEFAULT_API_URL, disk_info
@@ -162,6 +163,9 @@ class _Doctor:
         self.core: Optional[ClientProtocol] = None
         self.direct_tls = False
         self.port: Optional[int] = None
+        #: The first bytes of the first stream, to tell a peer that is not XMPP at all.
+        self.head = b""
+        self.opened = False  # a stream header was ever received
 
     # -- recording -------------------------------------------------------------------------
 
@@ -184,6 +188,9 @@ class _Doctor:
         return _Failed()
 
     def _typed(self, exc: BaseException) -> Error:
+        if isinstance(exc, ProtocolError) and not self.opened and self.head:
+            if not self.head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+                return self._not_xmpp()  # what watch says of it: a connection failure
         if isinstance(exc, Error):
             return exc
         what = self.core.step.value if self.core is not None else _TITLES.get(self.current, self.current)
@@ -192,6 +199,11 @@ class _Doctor:
         if isinstance(exc, OSError):
             return ConnectionLost("connection lost while %s: %s" % (what, exc.strerror or exc))
         return ProtocolError("failed while %s (%s)" % (what, type(exc).__name__))
+
+    def _not_xmpp(self) -> NotXMPP:
+        first = self.head.strip().split(b"\n", 1)[0].strip()[:40].decode("ascii", "replace")
+        shown = "".join(c if c.isprintable() else "?" for c in first)
+        return NotXMPP("not an XMPP server at %s port %s (it answered %r)" % (self.o.host, self.port, self.redactor.scrub(shown)))
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -264,7 +276,12 @@ class _Doctor:
         """One read, fed to the core, its answers sent; the events."""
         assert self.core is not None and self.transport is not None
         data = self.transport.recv(self.deadline)
-        events = self.core.receive_data(data)
+        if not self.opened and len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        try:
+            events = self.core.receive_data(data)
+        finally:
+            self.opened = self.opened or self.core.stream_id is not None
         self._send()
         for event in events:
             if isinstance(event, PushesReceived):
@@ -453,6 +470,8 @@ class _Doctor:
             if any(s.name == "tcp-starttls" and s.ok for s in self.steps):
                 return "the direct-TLS fallback port %s is not reachable; the STARTTLS port works, so this only matters if that one fails (--tls-port none skips it)" % (o.tls_port,)
             return "no port is reachable: check the network, a firewall, or --host"
+        if isinstance(error, NotXMPP):
+            return "port %s answers, but not as an XMPP server (a web server?): check --host, --port and --tls-port" % (self.port,)
         if name == "starttls":
             if isinstance(error, TLSError):
                 return "the STARTTLS offer is missing: something on the way strips it, or this is not the XMPP server; try --port none (direct TLS)"
@@ -468,6 +487,11 @@ class _Doctor:
                 )
             if isinstance(error, Timeout):
                 return "the TLS handshake got no answer: something on the way holds TLS; try the other port (--port none, or --tls-port none)"
+            if "wrong_version_number" in text or "record layer" in text or "http_request" in text:
+                return (
+                    "the server on port %s does not speak TLS (plain text: a web server, or a STARTTLS port given "
+                    "as --tls-port?): check --host and --tls-port" % (self.port,)
+                )
             return "the TLS handshake failed: yaxmpp needs TLS 1.2 or newer; an old proxy may be in the way"
         if isinstance(error, AuthError):
             if error.condition == "not-authorized":

@@ -15,7 +15,7 @@ import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from .cancel import Cancel
-from .deadline import Deadline
+from .deadline import Deadline, check_timeout
 from .dial import dial
 from .errors import APIError, ClientClosed, ConnectionLost, Error, NetworkError, ProtocolError, Timeout, UsageError
 from .protocol.redact import Redactor
@@ -154,11 +154,14 @@ def request(
     ``form`` is sent as ``application/x-www-form-urlencoded``.  Raises
     :class:`~yaxmpp.NetworkError` subclasses for the network (:class:`~yaxmpp.Timeout` when
     ``timeout`` passes), :class:`~yaxmpp.ProtocolError` for an answer that is not HTTP or is
-    larger than :data:`MAX_ANSWER`, :class:`~yaxmpp.UsageError` for a bad URL or CA file.
+    larger than :data:`MAX_ANSWER`, :class:`~yaxmpp.UsageError` for a bad URL, CA file or
+    ``timeout`` (a positive number of seconds: every request is bounded).
     """
+    seconds = check_timeout("timeout", timeout, allow_none=False)  # UsageError unless positive
+    assert seconds is not None
     redactor = Redactor.with_encodings(secrets)
     try:
-        return _request(method, url, headers or {}, form, timeout, cafile, cancel)
+        return _request(method, url, headers or {}, form, seconds, cafile, cancel)
     except Error as exc:
         raise redactor.scrub_error(exc) from None
 

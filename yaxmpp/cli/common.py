@@ -24,6 +24,7 @@ __all__ = [
     "CommandError",
     "Stop",
     "port_number",
+    "positive_seconds",
     "add_connection_arguments",
     "read_token",
     "resolve_account",
@@ -76,6 +77,17 @@ def port_number(text: str) -> Optional[int]:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds, at most ten years (NaN and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text) from None
+    if not 0 < value <= 10 * 365 * 86400:  # NaN fails too
+        raise argparse.ArgumentTypeError("not a positive number of seconds: %r" % text)
+    return value
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that connects takes (``watch``, ``doctor``)."""
     parser.add_argument("--login", help="the Yandex account name (default: the stored credentials' login)")
@@ -115,21 +127,26 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 def read_token(args: argparse.Namespace, err: Optional[TextIO] = None) -> Optional[str]:
     """The token from ``--token-file``, else from :data:`TOKEN_ENV`, else from the stored
     credentials (refreshed first when near expiry; they also set ``args.login`` when it is
-    unset); None when none has one.
+    unset); None when none has one.  Unlike :func:`resolve_account`, a missing login is the
+    caller's to handle (``doctor`` asks the Disk API for it).
 
-    OSError or UnicodeDecodeError for a file that cannot be read; a :class:`yaxmpp.Error`
-    when the stored credentials cannot be used."""
-    if args.token_file:
-        with open(args.token_file, encoding="utf-8") as f:
-            return f.read().strip() or None
-    token = os.environ.get(TOKEN_ENV, "").strip() or None
-    if token is None:
-        account = stored_account(args, err)
-        if account is not None:
-            if not getattr(args, "login", None):
-                args.login = account[0]
-            token = account[1]
-    return token
+    :class:`CommandError` (exit 2) for a token file that cannot be read, is not UTF-8, is
+    blank or holds more than the token (worded as :func:`resolve_account` words them), or a
+    blank :data:`TOKEN_ENV`; a :class:`yaxmpp.Error` when the stored credentials cannot be used."""
+    if getattr(args, "token_file", None):
+        return _token_from_file(args.token_file)
+    raw = os.environ.get(TOKEN_ENV)
+    if raw is not None:
+        token = raw.strip()
+        if not token:
+            raise CommandError(EXIT_USAGE, "%s is set but blank: put the token in it, or use --token-file PATH" % TOKEN_ENV)
+        return token
+    account = stored_account(args, err)
+    if account is None:
+        return None
+    if not getattr(args, "login", None):
+        args.login = account[0]
+    return account[1]
 
 
 def _token_from_file(path: str) -> str:

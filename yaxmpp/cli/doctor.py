@@ -14,13 +14,16 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     TOKEN_ENV,
+    CommandError,
     Stop,
     add_connection_arguments,
+    check_connection_arguments,
     exit_code,
     fail,
     logging_to,
     read_token,
     sigterm_stops,
+    token_source_note,
 )
 from .stored import add_account_arguments, api_url
 
@@ -62,15 +65,17 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
     from ..doctor import StepResult, diagnose
 
     try:
+        check_connection_arguments(args)  # --port none --tls-port none, a --cafile that is not PEM...
         token = read_token(args, err)
+    except CommandError as exc:
+        return fail(exc.code, exc.message, err)
     except yaxmpp.Error as exc:
         return fail(exit_code(exc), str(exc), err)
-    except OSError as exc:
-        return fail(EXIT_USAGE, "cannot read the token file %s: %s" % (args.token_file, exc.strerror or exc), err)
-    except UnicodeDecodeError:
-        return fail(EXIT_USAGE, "the token file %s is not UTF-8 text" % args.token_file, err)
     if not token:
-        return fail(EXIT_USAGE, "no token: use --token-file, set %s, or run `yaxmpp login`" % TOKEN_ENV, err)
+        return fail(EXIT_USAGE, "no token: use --token-file PATH, set %s, or run `yaxmpp login`" % TOKEN_ENV, err)
+    note = token_source_note(args)
+    if note:
+        err.write("yaxmpp: %s\n" % note)
     if not args.login:  # a token without its login: the Disk API knows it
         from ..credentials import lookup_login
 

@@ -10,6 +10,9 @@ When the command is slower than the pushes, events wait here.  Their number is b
 ``resync`` event saying how many were dropped and over what time, so the command still
 learns that it must resynchronise, and memory stays bounded.
 
+The command inherits watch's environment but for ``YANDEX_DISK_TOKEN``, every ``YAXMPP_*``
+variable of watch's own, and any variable whose value holds the token (``secrets``).
+
 A command that fails (non-zero exit, killed, cannot start) or runs past ``timeout`` (it is
 then killed, with its whole process group) is reported on stderr; the watch goes on.
 """
@@ -25,7 +28,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .common import EXIT_USAGE, TOKEN_ENV, CommandError
 from .events import Event
@@ -98,6 +101,7 @@ class Executor:
         batch: Optional[float] = None,
         max_backlog: int = DEFAULT_BACKLOG,
         grace: float = 5.0,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.argv = list(argv)
         self.timeout = timeout
@@ -112,7 +116,14 @@ class Executor:
         self._proc: Optional["subprocess.Popen[bytes]"] = None
         self.runs = 0  # commands started
         self.failures = 0  # commands that failed, timed out, or could not start
-        self._environment = {k: v for k, v in os.environ.items() if not k.startswith("YAXMPP_") and k != TOKEN_ENV}
+        #: Secrets no variable of the command's environment may hold (the token): a variable
+        #: whose value holds one is left out, whatever its name.
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 6)
+        self._environment = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("YAXMPP_") and k != TOKEN_ENV and not any(secret in v for secret in self.secrets)
+        }
         self._thread = threading.Thread(target=self._work, name="yaxmpp-exec", daemon=True)
         self._thread.start()
 

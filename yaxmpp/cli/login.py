@@ -11,7 +11,20 @@ import sys
 import uuid
 from typing import Optional, TextIO, Tuple
 
-from .common import EXIT_AUTH, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Stop, exit_code, fail, logging_to, sigterm_stops
+from .common import (
+    EXIT_AUTH,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Stop,
+    _token_from_file,
+    exit_code,
+    fail,
+    logging_to,
+    positive_seconds,
+    sigterm_stops,
+)
 from .stored import add_account_arguments, api_url, credentials_path, oauth_url
 
 __all__ = ["register", "run_login", "SECRET_ENV"]
@@ -39,7 +52,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     login.add_argument("--token-file", metavar="PATH", help="store this token (obtained by hand) instead of running the device flow")
     login.add_argument("--login", help="the account name, if it cannot be looked up (without @yandex.ru)")
     login.add_argument("--cafile", help="CA bundle to verify the HTTPS endpoints with (default: certifi's)")
-    login.add_argument("--timeout", type=float, default=30.0, help="seconds allowed for each HTTPS request (default 30)")
+    login.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds allowed for each HTTPS request (default 30)")
     login.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr")
     add_account_arguments(login)
     login.set_defaults(run=run_login)
@@ -89,13 +102,9 @@ def _store_by_hand(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..credentials import Credentials, save
 
     try:
-        with open(args.token_file, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        return fail(EXIT_USAGE, "cannot read the token file %s: %s" % (args.token_file, reason), err)
-    if not token:
-        return fail(EXIT_USAGE, "the token file %s is blank" % args.token_file, err)
+        token = _token_from_file(args.token_file)  # read, and worded, as watch reads it
+    except CommandError as exc:
+        return fail(exc.code, exc.message, err)
     if token.isdigit() and len(token) <= 10:
         return fail(
             EXIT_USAGE,

@@ -16,6 +16,7 @@ from typing import Any, Optional, TextIO, Tuple
 
 from ..credentials import Credentials, default_path, fresh, load, lookup_login, save
 from ..diskapi import DEFAULT_API_URL
+from ..errors import UsageError
 from ..oauth import DEFAULT_OAUTH_URL
 
 __all__ = ["add_account_arguments", "stored_account", "credentials_path", "oauth_url", "api_url"]
@@ -56,8 +57,8 @@ def credentials_path(args: argparse.Namespace) -> str:
 
 
 def stored_account(args: argparse.Namespace, err: Optional[TextIO] = None) -> Optional[Tuple[str, str]]:
-    """(login, token) from the stored credentials; None when none are stored, or when
-    ``--login`` names another account than the stored one.
+    """(login, token) from the stored credentials; None when none are stored.
+    :class:`~yaxmpp.UsageError` when ``--login`` names another account than the stored one.
 
     Refreshes a token near its expiry first (and stores the result), saying so on ``err``.
     A stored file without a login gets it from the Disk REST API (and stored)."""
@@ -67,7 +68,10 @@ def stored_account(args: argparse.Namespace, err: Optional[TextIO] = None) -> Op
         return None
     wanted = getattr(args, "login", None)
     if wanted and stored.login and wanted.lower() != stored.login.lower():
-        return None
+        raise UsageError(
+            "no token for %s: the stored credentials (%s) are %s's; give %s's token with --token-file PATH "
+            "or %s, or run `yaxmpp login` for %s" % (wanted, path, stored.login, wanted, "YANDEX_DISK_TOKEN", wanted)
+        )
     timeout = float(getattr(args, "timeout", 30.0) or 30.0)
     cafile = getattr(args, "cafile", None)
     renewed: Credentials = fresh(

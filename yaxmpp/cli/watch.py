@@ -123,7 +123,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="print Disk changes as they happen",
         description="Connect, subscribe and print one line per Disk change (and a resync line after each "
         "gap) until Ctrl-C or SIGTERM. The token comes from --token-file or the %s environment "
-        "variable (--token-file wins)." % TOKEN_ENV,
+        "variable (--token-file wins), else from the credentials stored by `yaxmpp login`." % TOKEN_ENV,
     )
     add_watch_arguments(watch)
     watch.set_defaults(run=run_watch)
@@ -217,7 +217,7 @@ class Watcher:
 
     def _check(self) -> "tuple[str, str, Dict[str, Any], Optional[List[str]], Filter]":
         args = self.args
-        login, token = resolve_account(args, self.err)
+        login, token = resolve_account(args, None if args.quiet else self.err)  # a refresh is a status line
         options = client_options(args, resource=unique_resource())
         argv = parse_command(args.exec) if args.exec else None
         if args.batch is not None and argv is None:
@@ -270,6 +270,7 @@ class Watcher:
                     batch=self.args.batch,
                     max_backlog=self.args.exec_backlog,
                     grace=self.args.close_timeout,
+                    secrets=[token],
                 )
             with sigterm_stops(self.stop):
                 try:

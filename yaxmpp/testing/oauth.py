@@ -177,3 +177,79 @@ class OAuthStandIn:
         self.refreshes += 1
         self.refresh_tokens.discard(token)
         return self._issue()
+
+
+# -- running it in a terminal: `python -m yaxmpp.testing.oauth` ------------------------------
+
+
+def main(argv: Optional[List[str]] = None, out: Optional[Any] = None, stop: Optional[threading.Event] = None) -> int:
+    """Run the OAuth and Disk REST stand-ins in the foreground, print the ``yaxmpp login``
+    command line that uses them, and wait for Ctrl-C or SIGTERM (or ``stop``).
+
+    The access token it issues is ``--token`` (default ``t``, the token
+    ``python -m yaxmpp.testing`` expects), so that after the login ``yaxmpp watch`` with the
+    stored credentials connects to that stand-in server.  The credentials file it names lives
+    in a folder of its own, removed when it stops."""
+    import argparse
+    import json
+    import os
+    import shlex
+    import shutil
+    import signal
+    import sys
+    import tempfile
+
+    from .options import CA_FILE
+
+    parser = argparse.ArgumentParser(
+        prog="python -m yaxmpp.testing.oauth",
+        description="Stand-ins for Yandex OAuth's device flow and the Disk REST API on 127.0.0.1 (HTTPS with "
+        "the test CA), to try `yaxmpp login` without a Yandex account.",
+    )
+    parser.add_argument("--login", default="test", help="the account's login the Disk API tells (default: test)")
+    parser.add_argument("--token", default="t", help="the access token issued on approval (default: t)")
+    parser.add_argument("--approve-after", type=int, default=3, metavar="N", help="the user confirms at the N-th poll (default 3)")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="the poll interval announced (default 1)")
+    args = parser.parse_args(argv)
+    out = out if out is not None else sys.stdout
+    stop = stop if stop is not None else threading.Event()
+    folder = tempfile.mkdtemp(prefix="yaxmpp-oauth-standin-")
+    credentials = os.path.join(folder, "credentials.json")
+    with RestStandIn(token=args.token, login=args.login) as api:
+        stand_in = OAuthStandIn(
+            api, approve_after=max(1, args.approve_after), interval=max(0.0, args.interval), access_tokens=(args.token,)
+        )
+        out.write(json.dumps({"url": api.url, "client_id": stand_in.client_id, "cafile": CA_FILE, "credentials": credentials}) + "\n")
+        command = [
+            "yaxmpp", "login", "--client-id", stand_in.client_id, "--oauth-url", api.url, "--api-url", api.url,
+            "--cafile", CA_FILE, "--credentials", credentials,
+        ]  # fmt: skip
+        out.write(
+            "Yandex OAuth and Disk REST stand-ins on %s (client id %s, the user confirms at poll %d)\n"
+            "log in with:\n  %s=%s %s\n"
+            "then watch the stand-in server (python -m yaxmpp.testing --login %s --token %s) with the stored token:\n"
+            "  yaxmpp watch --credentials %s --oauth-url %s --host 127.0.0.1 --port PORT --tls-port TLS_PORT --cafile %s\n"
+            "Ctrl-C to stop\n"
+            % (
+                api.url, stand_in.client_id, stand_in.approve_after or 0, "YAXMPP_CLIENT_SECRET",
+                shlex.quote(stand_in.client_secret), " ".join(shlex.quote(c) for c in command),
+                shlex.quote(args.login), shlex.quote(args.token), shlex.quote(credentials), api.url, shlex.quote(CA_FILE),
+            )
+        )  # fmt: skip
+        out.flush()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            shutil.rmtree(folder, ignore_errors=True)  # the credentials stored for the stand-ins
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
