@@ -557,6 +557,26 @@ def test_an_http_server_is_not_an_xmpp_server_exit_4():
         peer.close()
 
 
+@pytest.mark.parametrize("page", [b"<!DOCTYPE HTML>\n<html><body>Error</body></html>", b"<html><body>hi</body></html>"])
+def test_a_bare_html_page_is_not_an_xmpp_server_exit_4(page):
+    peer = _Peer(page)  # python -m http.server answers a bad request with a bare HTML page
+    try:
+        options = {"host": "127.0.0.1", "port": peer.port, "tls_port": None, "cafile": CA_FILE}
+        code, out, err = run_cli(fast(options, "-q"), cli_env(TOKEN), timeout=WAIT)
+        assert code == 4, err
+        assert "not an XMPP server" in err
+    finally:
+        peer.close()
+
+
+def test_not_xml_stream_tells_web_pages_from_xml():
+    from yaxmpp.connection import not_xml_stream
+
+    assert not_xml_stream(b"HTTP/1.1 200 OK") and not_xml_stream(b"SSH-2.0-OpenSSH")
+    assert not_xml_stream(b"\r\n<!doctype html>") and not_xml_stream(b"<HTML>")
+    assert not not_xml_stream(b"<?xml version='1.0'?><stream:stream") and not not_xml_stream(b"<stream:stream ")
+
+
 def test_vv_shows_the_first_bytes_of_a_stream_whose_xml_is_malformed():
     header = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='x1' from='ya.ru' version='1.0'>"
     peer = _Peer(header + b"<stream:features><a></b>")

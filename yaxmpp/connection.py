@@ -63,10 +63,20 @@ from .protocol.events import (
 from .protocol.redact import Redactor, bound
 from .transport import Transport
 
-__all__ = ["Connection", "ConnState", "TRANSITIONS", "Target", "NotXMPP"]
+__all__ = ["Connection", "ConnState", "TRANSITIONS", "Target", "NotXMPP", "not_xml_stream"]
 
 log = logging.getLogger("yaxmpp")
 xml_log = logging.getLogger("yaxmpp.xml")
+
+
+def not_xml_stream(head: bytes) -> bool:
+    """Whether a peer's first bytes (before any stream header) show it is no XMPP server:
+    not markup at all (an HTTP status line, an SSH banner), or an HTML page."""
+    start = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    if not start.startswith(b"<"):
+        return True
+    lowered = start[:9].lower()
+    return lowered.startswith(b"<!doctype") or lowered.startswith(b"<html")
 
 
 class NotXMPP(NetworkError, ProtocolError):
@@ -300,7 +310,7 @@ class Connection:
             return Timeout("connect() timed out after %gs while %s" % (deadline.seconds or 0.0, step), step)
         if isinstance(exc, ProtocolError) and self._head:
             xml_log.debug("RECV (the stream's first %d bytes, as received) %s", len(self._head), self.redactor.scrub(repr(self._head)))
-            if self._core is not None and self._core.stream_id is None and not self._head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+            if self._core is not None and self._core.stream_id is None and not_xml_stream(self._head):
                 return self._not_xmpp()
         if isinstance(exc, Error):
             return self.redactor.scrub_error(exc)

@@ -26,7 +26,7 @@ import ssl
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .connection import HEAD_BYTES, NotXMPP
+from .connection import HEAD_BYTES, NotXMPP, not_xml_stream
 from .deadline import Deadline
 from .dial import dial, resolve
 from .diskapi import DEFAULT_API_URL, disk_info
@@ -189,7 +189,7 @@ class _Doctor:
 
     def _typed(self, exc: BaseException) -> Error:
         if isinstance(exc, ProtocolError) and not self.opened and self.head:
-            if not self.head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"<"):
+            if not_xml_stream(self.head):
                 return self._not_xmpp()  # what watch says of it: a connection failure
         if isinstance(exc, Error):
             return exc
