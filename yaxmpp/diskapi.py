@@ -8,6 +8,7 @@ the token goes only into the ``Authorization`` header and is masked out of every
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, NamedTuple, Optional
 
 from .cancel import Cancel
@@ -18,6 +19,10 @@ from .protocol.redact import Secret
 __all__ = ["DEFAULT_API_URL", "DiskInfo", "disk_info"]
 
 DEFAULT_API_URL = "https://cloud-api.yandex.net"
+
+# A revision given as text: ASCII digits only (str.isdigit also takes "\u00b2", which int()
+# refuses), and short enough for int() (which refuses more than 4300 digits).
+_DIGITS = re.compile(r"[0-9]{1,30}\Z")
 
 
 class DiskInfo(NamedTuple):
@@ -50,7 +55,7 @@ def disk_info(
     )
     revision = document.get("revision")
     if isinstance(revision, bool) or not isinstance(revision, (int, type(None))):
-        if isinstance(revision, str) and revision.isdigit():
+        if isinstance(revision, str) and _DIGITS.match(revision):
             revision = int(revision)
         else:
             raise APIError("the Disk API answered a revision that is not a number", status=200)
