@@ -387,6 +387,30 @@ def test_disco_info_of_the_server(connect: Any) -> None:
     assert {DISCO_INFO, ns.PING, ns.VERSION} <= features
 
 
+def test_disco_items_of_the_server(connect: Any) -> None:
+    items = "http://jabber.org/protocol/disco#items"
+    answer = connect().login().request("<iq type='get' id='di1' to='ya.ru'><query xmlns='%s'/></iq>" % items)
+    assert (answer.get("type"), answer.get("from")) == ("result", DOMAIN)
+    assert answer.find("{%s}query" % items) is not None
+
+
+def test_a_message_to_the_server_bounces(connect: Any) -> None:
+    """Prosody says service-unavailable, ejabberd item-not-found: an error either way."""
+    stream = connect().login()
+    stream.send("<message to='ya.ru' id='msg-1'><body>hello</body></message>")
+    answer = stream.stanza()
+    assert (answer.tag, answer.get("type"), answer.get("id"), answer.get("from")) == (ns.MESSAGE, "error", "msg-1", DOMAIN)
+    assert condition(answer)[0] == "cancel"
+
+
+@pytest.mark.parametrize("to", ["@@bad@@", "a b@ya.ru", "a&lt;b@ya.ru"])
+def test_iq_to_an_address_that_is_no_jid(connect: Any, to: str) -> None:
+    """Prosody says jid-malformed, ejabberd bad-request: a modify error either way."""
+    answer = connect().login().request("<iq type='get' id='jm1' to='%s'>%s</iq>" % (to, PING))
+    assert answer.get("type") == "error"
+    assert condition(answer) in (("modify", "jid-malformed"), ("modify", "bad-request"))
+
+
 def test_roster_get(connect: Any) -> None:
     answer = connect().login().request("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
     assert answer.get("type") == "result"
