@@ -244,10 +244,13 @@ class Conversation:
         self._out.append(Hangup(drain=not (answer or self.server_closed)))
 
     def _malformed(self, exc: ProtocolError) -> None:
+        condition = "not-well-formed"
         if not self._header_sent:
             self.stream_id = self._stream_ids()
             self._send(out.stream_header(self.stream_id, self.options.domain))
-        self._fail("not-well-formed", reason=exc)
+            if str(exc).startswith("expected <stream:stream>"):
+                condition = "invalid-namespace"  # no stream header, or one in another namespace
+        self._fail(condition, reason=exc)
 
     # -- negotiation ---------------------------------------------------------------------
 
@@ -283,7 +286,8 @@ class Conversation:
         self._restart()
 
     def _auth(self, elem: Element) -> None:
-        if self.authenticated:
+        if self.authenticated:  # SASL again on an authenticated stream (as ejabberd answers it)
+            self._send(out.sasl_failure("not-authorized"))
             return
         condition = self._check_auth(elem)
         if condition is not None:
