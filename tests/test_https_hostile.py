@@ -240,6 +240,21 @@ def test_a_revision_of_the_wrong_type(revision: str, expected: Optional[int]) ->
     assert isinstance(error, yaxmpp.APIError) and "revision" in str(error)
 
 
+@pytest.mark.parametrize("login", ["test@evil.example", "te st", "\x1b[2Jtest", "a/b", "x" * 300, "", "a\u0085b"])
+def test_a_login_that_cannot_be_one_is_no_login(login: str) -> None:
+    with hostile(sends(http(json.dumps({"revision": 1, "user": {"login": login}})))) as server:
+        assert disk_info(TOKEN, api_url=base(server), cafile=CA_FILE, timeout=5).login is None
+    with hostile(sends(http(json.dumps({"revision": 1, "user": {"login": login}})))) as server:
+        error = bounded(lambda: credentials.lookup_login(TOKEN, api_url=base(server), cafile=CA_FILE, timeout=5), 5)
+    assert isinstance(error, yaxmpp.APIError) and "login" in str(error)
+
+
+@pytest.mark.parametrize("login", ["test", "ivan.petrov-1985", "пользователь"])
+def test_a_plain_login_is_kept(login: str) -> None:
+    with hostile(sends(http(json.dumps({"revision": 1, "user": {"login": login}})))) as server:
+        assert disk_info(TOKEN, api_url=base(server), cafile=CA_FILE, timeout=5).login == login
+
+
 def test_control_characters_in_an_error_are_escaped() -> None:
     body = json.dumps({"error": "bad\x1b[2J\x1b]0;pwned\x07", "error_description": "line\r\nInjected: yes\x00"})
     with hostile(sends(http(body, b"400 Bad Request"))) as server:
