@@ -173,6 +173,27 @@ def test_a_plain_http_server_on_the_https_port_is_a_tls_error() -> None:
     assert isinstance(error, yaxmpp.TLSError)
 
 
+@pytest.mark.parametrize("behaviour", ["silent", "close", "garbage"])
+def test_a_peer_that_never_does_tls_fails_within_the_bound(behaviour: str) -> None:
+    stop = threading.Event()
+
+    def script(sock: socket.socket) -> None:
+        if behaviour == "garbage":
+            sock.sendall(b"\x16\x03\x01\x00\x05hello" * 10)
+        if behaviour == "close":
+            sock.shutdown(socket.SHUT_RDWR)
+            return
+        stop.wait(10)
+
+    with ScriptedServer(script) as server:
+        try:
+            error = bounded(lambda: disk_info(TOKEN, api_url=base(server), cafile=CA_FILE, timeout=0.8), 0.8)
+        finally:
+            stop.set()
+    assert isinstance(error, yaxmpp.Timeout if behaviour == "silent" else yaxmpp.TLSError), repr(error)
+    assert_error_clean(error, TOKEN)
+
+
 def test_a_certificate_for_another_name_is_a_tls_error(tmp_path: Any) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("other.example")
