@@ -291,6 +291,26 @@ def test_malformed_xml(connect: Any) -> None:
     assert_stream_ends_with(stream, "not-well-formed")
 
 
+def test_stream_header_in_another_namespace(connect: Any) -> None:
+    stream = connect()
+    stream.send(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='urn:not-streams' "
+        "to='ya.ru' version='1.0'>"
+    )
+    assert isinstance(stream.next(), StreamHeader)
+    assert_stream_ends_with(stream, "invalid-namespace")
+
+
+def test_a_stanza_instead_of_a_stream_header(connect: Any) -> None:
+    """Prosody says invalid-namespace, ejabberd invalid-xml."""
+    stream = connect()
+    stream.send("<iq type='get' id='first'/>")
+    assert isinstance(stream.next(), StreamHeader)
+    item = stream.next()
+    assert stream_error(item) in ("invalid-namespace", "invalid-xml"), item
+    assert stream.next() in (STREAM_END, EOF)
+
+
 def test_starttls_inside_tls(connect: Any) -> None:
     stream = connect()
     stream.open()
@@ -321,6 +341,17 @@ def test_unoffered_mechanism(connect: Any) -> None:
     stream.open()
     stream.features()
     assert condition(stream.auth("X-NOT-A-MECHANISM")) == (None, "invalid-mechanism")
+
+
+def test_auth_again_after_success_is_refused(connect: Any) -> None:
+    """ejabberd answers a SASL failure, Prosody ends the stream: never a second success."""
+    stream = connect().login()
+    stream.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (ns.SASL, base64.b64encode(b"\0test\0testpass").decode()))
+    item = stream.next()
+    if stream_error(item) is not None:
+        assert stream_error(item) == "unsupported-stanza-type"
+    else:
+        assert isinstance(item, Element) and item.tag == ns.SASL_FAILURE, item
 
 
 def test_wrong_password(connect: Any) -> None:
@@ -385,6 +416,30 @@ def test_disco_info_of_the_server(connect: Any) -> None:
     assert identity is not None and (identity.get("category"), identity.get("type")) == ("server", "im")
     features = {f.get("var") for f in answer.iter("{%s}feature" % DISCO_INFO)}
     assert {DISCO_INFO, ns.PING, ns.VERSION} <= features
+
+
+def test_disco_items_of_the_server(connect: Any) -> None:
+    items = "http://jabber.org/protocol/disco#items"
+    answer = connect().login().request("<iq type='get' id='di1' to='ya.ru'><query xmlns='%s'/></iq>" % items)
+    assert (answer.get("type"), answer.get("from")) == ("result", DOMAIN)
+    assert answer.find("{%s}query" % items) is not None
+
+
+def test_a_message_to_the_server_bounces(connect: Any) -> None:
+    """Prosody says service-unavailable, ejabberd item-not-found: an error either way."""
+    stream = connect().login()
+    stream.send("<message to='ya.ru' id='msg-1'><body>hello</body></message>")
+    answer = stream.stanza()
+    assert (answer.tag, answer.get("type"), answer.get("id"), answer.get("from")) == (ns.MESSAGE, "error", "msg-1", DOMAIN)
+    assert condition(answer)[0] == "cancel"
+
+
+@pytest.mark.parametrize("to", ["@@bad@@", "a b@ya.ru", "a&lt;b@ya.ru"])
+def test_iq_to_an_address_that_is_no_jid(connect: Any, to: str) -> None:
+    """Prosody says jid-malformed, ejabberd bad-request: a modify error either way."""
+    answer = connect().login().request("<iq type='get' id='jm1' to='%s'>%s</iq>" % (to, PING))
+    assert answer.get("type") == "error"
+    assert condition(answer) in (("modify", "jid-malformed"), ("modify", "bad-request"))
 
 
 def test_roster_get(connect: Any) -> None:

@@ -35,6 +35,8 @@ ODD_LINES = [
     "push -1",
     "push 99999999999999999999999",
     "push 1e3",
+    "push \u00b2",
+    "push \u0661 new /disk/x",
     "push .5",
     "push new",
     'push new "/disk/a b.txt"',
@@ -73,6 +75,7 @@ ODD_LINES = [
     "drop 999",
     "drop #999",
     "drop -1",
+    "drop \u00b2",
     "\\",
     "%s%n%x",
     "{}",
@@ -100,7 +103,7 @@ def answer(console: Console, lines: List[str], line: str) -> str:
 def test_odd_lines_get_one_line_each(console_of: Any) -> None:
     console, lines = console_of()
     for line in ODD_LINES:
-        answer(console, lines, line)
+        assert not answer(console, lines, line).startswith("error: "), line  # an exception it did not expect
     for line in SILENT_LINES:
         assert console.handle(line) is True and not lines[len(ODD_LINES):]
     assert console.handle("quit") is False and console.handle("  EXIT ") is False

@@ -51,6 +51,8 @@ REFRESH_MARGIN = 7 * 86400.0
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 FORMAT = 1
+#: The last second of the year 9999: a later (or infinite) expiry in a file is not usable.
+MAX_EXPIRES_AT = 253402300799
 
 _FIELDS = ("access_token", "refresh_token", "expires_at", "client_id", "client_secret", "login", "device_id")
 
@@ -140,8 +142,8 @@ class Credentials:
             if value is None:
                 continue
             if name == "expires_at":
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise UsageError("the credentials file has an unusable expires_at")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_EXPIRES_AT:
+                    raise UsageError("the credentials file has an unusable expires_at")  # (NaN fails the range too)
             elif not isinstance(value, str):
                 raise UsageError("the credentials file has an unusable %s" % name)
             values[name] = value

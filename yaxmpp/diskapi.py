@@ -8,6 +8,7 @@ the token goes only into the ``Authorization`` header and is masked out of every
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, NamedTuple, Optional
 
 from .cancel import Cancel
@@ -19,10 +20,18 @@ __all__ = ["DEFAULT_API_URL", "DiskInfo", "disk_info"]
 
 DEFAULT_API_URL = "https://cloud-api.yandex.net"
 
+# A revision given as text: ASCII digits only (str.isdigit also takes "\u00b2", which int()
+# refuses), and short enough for int() (which refuses more than 4300 digits).
+_DIGITS = re.compile(r"[0-9]{1,30}\Z")
+# A login the push service can take as a JID's local part, and a terminal can show: printable
+# ASCII or letters, none of the characters RFC 7622 forbids there.  Anything else is taken as
+# no login at all (a hostile answer must not put "x@evil" or a terminal escape in the JID).
+_LOGIN = re.compile(r"[^\x00-\x20\x7f-\x9f\"&'/:<>@]{1,255}\Z")
+
 
 class DiskInfo(NamedTuple):
-    """What ``GET /v1/disk/`` said: ``revision`` and ``login`` (None when absent), ``raw``
-    (the whole JSON object)."""
+    """What ``GET /v1/disk/`` said: ``revision`` and ``login`` (None when absent, or when it
+    could not be a login: control characters, ``@``, ...), ``raw`` (the whole JSON object)."""
 
     revision: Optional[int]
     login: Optional[str]
@@ -50,10 +59,10 @@ def disk_info(
     )
     revision = document.get("revision")
     if isinstance(revision, bool) or not isinstance(revision, (int, type(None))):
-        if isinstance(revision, str) and revision.isdigit():
+        if isinstance(revision, str) and _DIGITS.match(revision):
             revision = int(revision)
         else:
             raise APIError("the Disk API answered a revision that is not a number", status=200)
     user = document.get("user")
     login = user.get("login") if isinstance(user, dict) else None
-    return DiskInfo(revision, login if isinstance(login, str) else None, document)
+    return DiskInfo(revision, login if isinstance(login, str) and _LOGIN.match(login) else None, document)

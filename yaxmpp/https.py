@@ -10,6 +10,7 @@ secret, refresh token) are masked out of every error it raises.  Standard librar
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.parse
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
@@ -18,7 +19,7 @@ from .cancel import Cancel
 from .deadline import Deadline, check_timeout
 from .dial import dial
 from .errors import APIError, ClientClosed, ConnectionLost, Error, NetworkError, ProtocolError, Timeout, UsageError
-from .protocol.redact import Redactor
+from .protocol.redact import Redactor, Secret
 from .tls import create_default_context
 from .transport import Transport
 
@@ -30,6 +31,29 @@ STEP = "HTTPS request"
 from ._version import __version__  # noqa: E402
 
 USER_AGENT = "yaxmpp/%s" % __version__
+
+
+_STATUS = re.compile(r"[0-9]{3}\Z")
+_LENGTH = re.compile(r"[0-9]{1,18}\Z")  # ASCII digits only (str.isdigit takes "\u00b2" too)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _forms(secrets: Iterable[str]) -> List[str]:
+    """``secrets`` and their URL encodings (a form body echoed back keeps them encoded);
+    the redactor adds base64 and hex, and ignores case."""
+    forms: List[str] = []
+    for secret in secrets:
+        if isinstance(secret, Secret):
+            secret = secret.reveal()
+        if secret:
+            forms += [secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret), urllib.parse.quote_plus(secret)]
+    return forms
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a terminal escape a server put in its error)
+    shown as escapes."""
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 class Answer(NamedTuple):
@@ -118,7 +142,7 @@ def _parse(raw: bytes) -> Answer:
         raise ProtocolError("not an HTTP answer (no complete header)")
     lines = head.decode("iso-8859-1").split("\r\n")
     status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit():
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not _STATUS.match(status_line[1]):
         raise ProtocolError("not an HTTP answer")
     headers: Dict[str, str] = {}
     for line in lines[1:]:
@@ -128,10 +152,9 @@ def _parse(raw: bytes) -> Answer:
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(body)
     elif "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise ProtocolError("bad Content-Length in HTTP answer") from None
+        if not _LENGTH.match(headers["content-length"]):
+            raise ProtocolError("bad Content-Length in HTTP answer")
+        length = int(headers["content-length"])
         if len(body) < length:
             raise ProtocolError("truncated HTTP answer")
         body = body[:length]
@@ -159,7 +182,7 @@ def request(
     """
     seconds = check_timeout("timeout", timeout, allow_none=False)  # UsageError unless positive
     assert seconds is not None
-    redactor = Redactor.with_encodings(secrets)
+    redactor = Redactor.with_encodings(_forms(secrets))
     try:
         return _request(method, url, headers or {}, form, seconds, cafile, cancel)
     except Error as exc:
@@ -248,10 +271,10 @@ def request_json(
     """
     secrets = [s for s in secrets if s]
     answer = request(method, url, headers=headers, form=form, timeout=timeout, cafile=cafile, secrets=secrets, cancel=cancel)
-    redactor = Redactor.with_encodings(secrets)
+    redactor = Redactor.with_encodings(_forms(secrets))
     try:
         document = json.loads(answer.body.decode("utf-8")) if answer.body else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         document = None
     if 200 <= answer.status < 300 and isinstance(document, dict):
         return document
@@ -259,8 +282,8 @@ def request_json(
     if isinstance(document, dict):
         raw_error = document.get("error")
         raw_description = document.get("error_description", document.get("description", document.get("message")))
-        error = redactor.scrub(str(raw_error))[:200] if raw_error is not None else None
-        description = redactor.scrub(str(raw_description))[:500] if raw_description is not None else None
+        error = _printable(redactor.scrub(str(raw_error)))[:200] if raw_error is not None else None
+        description = _printable(redactor.scrub(str(raw_description)))[:500] if raw_description is not None else None
     host = urllib.parse.urlsplit(url).hostname
     if 200 <= answer.status < 300:
         message = "%s answered %d with something that is not a JSON object" % (host, answer.status)

@@ -22,6 +22,8 @@ token or a secret.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -55,10 +57,26 @@ SLOW_DOWN = "slow_down"
 EXPIRED = "expired_token"
 
 
+#: The bounds put on the server's ``interval`` (so a hostile or broken server can make the
+#: wait neither hammer it nor stall) and ``expires_in`` of a device code (seconds).
+MIN_INTERVAL = 0.25
+MAX_INTERVAL = 60.0
+MAX_CODE_LIFETIME = 3600.0
+#: A token's ``expires_in`` beyond this (ten years) is taken as this.
+MAX_TOKEN_LIFETIME = 10 * 365 * 86400.0
+
+# Printable ASCII without space: what a code, a token or a URL is made of (RFC 6749 A.12);
+# anything else (a terminal escape, a line break for a header) is refused.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}\Z")
+_DIGITS = re.compile(r"[0-9]{1,15}\Z")
+
+
 def _text(document: Mapping[str, Any], key: str, what: str) -> str:
     value = document.get(key)
     if not isinstance(value, str) or not value:
         raise APIError("the %s answer has no %s" % (what, key), status=200)
+    if not _TOKEN.match(value):
+        raise APIError("the %s answer has an unusable %s" % (what, key), status=200)
     return value
 
 
@@ -66,11 +84,21 @@ def _seconds(document: Mapping[str, Any], key: str, default: Optional[float]) ->
     value = document.get(key)
     if value is None:
         return default
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and _DIGITS.match(value):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise APIError("the OAuth answer has an unusable %s" % key, status=200)
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
+        raise APIError("the OAuth answer has an unusable %s" % key, status=200)
+    return seconds
+
+
+def _lifetime(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else min(seconds, MAX_TOKEN_LIFETIME)
 
 
 class DeviceCode:
@@ -93,12 +121,14 @@ class DeviceCode:
         expires_in = _seconds(document, "expires_in", 600.0)
         assert interval is not None and expires_in is not None
         url = document.get("verification_url", document.get("verification_uri"))
+        if url is not None and not (isinstance(url, str) and _TOKEN.match(url) and url.lower().startswith(("https://", "http://"))):
+            raise APIError("the device code answer has an unusable verification_url", status=200)
         return cls(
             _text(document, "device_code", "device code"),
             _text(document, "user_code", "device code"),
-            url if isinstance(url, str) and url else "https://ya.ru/device",
-            interval,
-            expires_in,
+            url or "https://ya.ru/device",
+            min(max(interval, MIN_INTERVAL), MAX_INTERVAL),
+            min(expires_in, MAX_CODE_LIFETIME),
         )
 
     def __repr__(self) -> str:
@@ -139,7 +169,7 @@ class Tokens:
         return cls(
             _text(document, "access_token", "token"),
             refresh if isinstance(refresh, str) and refresh else None,
-            _seconds(document, "expires_in", None),
+            _lifetime(_seconds(document, "expires_in", None)),
             token_type if isinstance(token_type, str) else None,
             scope if isinstance(scope, str) else None,
         )

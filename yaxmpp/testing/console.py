@@ -62,6 +62,8 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
 # Characters XML 1.0 cannot carry: a path with one would break the client's stream.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# A whole number typed in ASCII digits (str.isdigit also takes "\u00b2", which int() refuses).
+_DIGITS = re.compile(r"[0-9]+\Z")
 
 
 class CommandError(Exception):
@@ -144,7 +146,7 @@ class Console:
         live = self.server.live_sessions()
         if rest in ("", "all"):
             chosen = live
-        elif rest.lstrip("#").isdigit():
+        elif _DIGITS.match(rest.lstrip("#")):
             number = int(rest.lstrip("#"))
             chosen = [s for s in live if s.number == number]
             if not chosen:
@@ -181,7 +183,7 @@ def parse_push(rest: str) -> Tuple[int, str, str]:
     """``[COUNT] [TYPE] [PATH]`` -> (count, type, path); CommandError for anything else."""
     count = 1
     words = rest.split(None, 1)
-    if words and words[0].isdigit():
+    if words and _DIGITS.match(words[0]):
         count = int(words[0])
         if not 1 <= count <= MAX_COUNT:
             raise CommandError("push: COUNT must be from 1 to %d, not %s" % (MAX_COUNT, words[0]))

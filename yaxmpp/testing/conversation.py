@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import random
+import re
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 from xml.etree.ElementTree import Element
 
@@ -84,10 +85,14 @@ _RESOURCE = ns.qname(ns.BIND, "resource")
 _DISK_SUBSCRIBE = ns.qname(ns.DISK, "s")
 _DISCO_INFO_QUERY = ns.qname(out.DISCO_INFO, "query")
 _ROSTER_QUERY = ns.qname(out.ROSTER, "query")
+_DISCO_ITEMS_QUERY = ns.qname(out.DISCO_ITEMS, "query")
+# What a JID's local part may not hold (RFC 7622): then it is not an address at all.  (A
+# domain with odd characters is taken for another server's, as Prosody and ejabberd do.)
+_NOT_IN_LOCAL = re.compile(r"[\s\"&'/:<>@]")
 
 #: Who an iq is for: ``self`` (no ``to``, or the user's own bare JID), ``server`` (the
 #: domain), ``account`` (another bare JID of the domain).  Full JIDs are routed, other
-#: domains refused.
+#: domains refused, addresses that are no JID (``malformed``) refused with ``jid-malformed``.
 _Target = str
 
 
@@ -239,10 +244,13 @@ class Conversation:
         self._out.append(Hangup(drain=not (answer or self.server_closed)))
 
     def _malformed(self, exc: ProtocolError) -> None:
+        condition = "not-well-formed"
         if not self._header_sent:
             self.stream_id = self._stream_ids()
             self._send(out.stream_header(self.stream_id, self.options.domain))
-        self._fail("not-well-formed", reason=exc)
+            if str(exc).startswith("expected <stream:stream>"):
+                condition = "invalid-namespace"  # no stream header, or one in another namespace
+        self._fail(condition, reason=exc)
 
     # -- negotiation ---------------------------------------------------------------------
 
@@ -278,7 +286,8 @@ class Conversation:
         self._restart()
 
     def _auth(self, elem: Element) -> None:
-        if self.authenticated:
+        if self.authenticated:  # SASL again on an authenticated stream (as ejabberd answers it)
+            self._send(out.sasl_failure("not-authorized"))
             return
         condition = self._check_auth(elem)
         if condition is not None:
@@ -344,6 +353,9 @@ class Conversation:
         if target == "remote":
             self._send(out.iq_error(iq_id, "remote-server-not-found", sender=to))
             return
+        if target == "malformed":
+            self._send(out.iq_error(iq_id, "jid-malformed", sender=to))
+            return
         handler = IQ_HANDLERS.get((target, child.tag, iq_type))
         if handler is None:  # a second bind among them
             self._send(out.iq_error(iq_id, "service-unavailable", sender=to))
@@ -352,13 +364,20 @@ class Conversation:
 
     def _message_or_presence(self, elem: Element) -> None:
         to = elem.get("to")
-        if self.jid is not None and to is not None and self._target(to) == "session":
+        if self.jid is None or to is None:
+            return
+        target = self._target(to)
+        if target == "session":
             self._route(elem, to)
+        elif target == "server" and elem.tag == ns.MESSAGE and elem.get("type") != "error":
+            self._send(out.message_error(elem.get("id"), "service-unavailable", sender=to))  # as both real servers do
 
     def _target(self, to: Optional[str]) -> _Target:
         if to is None:
             return "self"
         jid = Jid.parse(to)
+        if not jid.domain or _NOT_IN_LOCAL.search(jid.local):
+            return "malformed"
         if jid.domain.lower() != self.options.domain.lower():
             return "remote"
         if not jid.local:
@@ -419,6 +438,9 @@ class Conversation:
         payload = '<query xmlns="%s"><identity category="account" type="registered"/></query>' % out.DISCO_INFO
         self._send(out.iq_result(iq_id, payload, sender=to))
 
+    def _server_items(self, iq_id: str, to: Optional[str]) -> None:
+        self._send(out.iq_result(iq_id, '<query xmlns="%s"/>' % out.DISCO_ITEMS, sender=to))
+
     def _roster(self, iq_id: str, to: Optional[str]) -> None:
         self._send(out.iq_result(iq_id, '<query xmlns="%s"/>' % out.ROSTER, sender=to))
 
@@ -442,6 +464,7 @@ IQ_HANDLERS: Dict[Tuple[_Target, str, str], _Handler] = {
     ("server", _DISCO_INFO_QUERY, "get"): Conversation._server_info,
     ("self", _DISCO_INFO_QUERY, "get"): Conversation._account_info,
     ("account", _DISCO_INFO_QUERY, "get"): Conversation._account_info,
+    ("server", _DISCO_ITEMS_QUERY, "get"): Conversation._server_items,
     ("self", _ROSTER_QUERY, "get"): Conversation._roster,
     ("server", ns.VERSION_QUERY, "get"): Conversation._server_version,
 }

@@ -36,6 +36,7 @@ __all__ = [
 
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 ROSTER = "jabber:iq:roster"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 STREAM_CLOSE = "</stream:stream>"
 
 #: The RFC 6120 (8.3.3) error type of the conditions the server sends; others are "cancel".
@@ -110,6 +111,13 @@ def iq_error(iq_id: Optional[str], condition: str, sender: Optional[str] = None,
     """An iq error with a defined condition (and its RFC 6120 error type)."""
     payload = '<error type="%s"><%s xmlns="%s"/></error>' % (error_type(condition), condition, ns.STANZAS)
     return iq("error", iq_id, payload, sender, to)
+
+
+def message_error(message_id: Optional[str], condition: str, sender: Optional[str] = None) -> str:
+    """A message bounced with a defined condition (what a server answers a message it will
+    not take)."""
+    head = "<message%s>" % _attrs((("type", "error"), ("id", message_id), ("from", sender)))
+    return head + '<error type="%s"><%s xmlns="%s"/></error></message>' % (error_type(condition), condition, ns.STANZAS)
 
 
 def ping(iq_id: str, sender: str, to: Optional[str]) -> str:
