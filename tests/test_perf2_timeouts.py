@@ -17,3 +17,11 @@ def test_the_float_fast_path_still_refuses_bad_floats(value: float) -> None:
 def test_the_float_fast_path_returns_the_value() -> None:
     assert check_timeout("timeout", 2.5, allow_none=False) == 2.5
     assert check_timeout("timeout", MAX_TIMEOUT, allow_none=False) == MAX_TIMEOUT
+
+
+@pytest.mark.parametrize("char", list('&<>"\n\r\t'))
+def test_a_run_of_acknowledgements_with_an_id_needing_escapes_is_built_one_by_one(char: str) -> None:
+    from yaxmpp.protocol import stanzas
+
+    assert stanzas.iq_results("ya.ru", ["a", "b" + char]) is None
+    assert stanzas.iq_results("ya.ru", ["a", "b"]) == stanzas.iq_result("ya.ru", "a") + stanzas.iq_result("ya.ru", "b")
