@@ -308,9 +308,12 @@ class Client:
 
     def _iterate(self, timeout: Optional[float]) -> Iterator[Item]:
         session = self._session
+        take = None  # the timeout is checked once, at the first next(), not at every one
         while True:
             try:
-                notification = session.next_notification(timeout)
+                if take is None:
+                    take = session.notification_taker(timeout)
+                notification = take()
             except Error:
                 if session.delivery.error is None:
                     return  # closed by the user: the end of the iteration

@@ -47,7 +47,8 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Dict, FrozenSet, List, Optional
+from functools import partial
+from typing import Any, Callable, Dict, FrozenSet, List, Optional
 from xml.etree.ElementTree import Element
 
 from .cancel import Cancel
@@ -583,6 +584,11 @@ class Session:
         ended the client."""
         seconds = _call_timeout(timeout)
         return self.delivery.take(seconds)  # type: ignore[no-any-return]
+
+    def notification_taker(self, timeout: Optional[float]) -> "Callable[[], Optional[Item]]":
+        """:meth:`next_notification` with ``timeout`` checked once, for a loop: a function that
+        takes the next item (None when ``timeout`` passed) or raises what ended the client."""
+        return partial(self.delivery.take, _call_timeout(timeout))
 
     # -- ending --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ _ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\
 
 _TEXT_SPECIAL = re.compile(r"[&<>]").search
 _ATTR_SPECIAL = re.compile(r'[&<>"\n\r\t]').search
+_ATTR_CHARS = '&<>"\n\r\t'  # what _ATTR_SPECIAL finds
 
 
 def escape_text(value: str) -> str:
@@ -108,8 +109,12 @@ def iq_results(to: Optional[str], iq_ids: "List[str]") -> Optional[str]:
     """The empty results of :func:`iq_result` for every id in ``iq_ids``, all to ``to``, in one
     string; None if an id needs escaping or is empty (then build them one by one).  One join
     and one search for all: the acknowledgements of a run of pushes cost no Python per push."""
-    if not iq_ids or "" in iq_ids or _ATTR_SPECIAL("".join(iq_ids)):
+    if not iq_ids or "" in iq_ids:
         return None
+    joined = "".join(iq_ids)
+    for char in _ATTR_CHARS:  # seven C searches per run: cheaper than a regex over the run
+        if char in joined:
+            return None
     head = '<iq type="result" id="' if to is None else '<iq type="result" to="%s" id="' % escape_attr(to)
     return head + ('"/>' + head).join(iq_ids) + '"/>'
 
