@@ -31,6 +31,7 @@ LAYERS: List[Set[str]] = [
     {"yaxmpp.deadline", "yaxmpp.cancel", "yaxmpp.compression", "yaxmpp.tls", "yaxmpp.transport", "yaxmpp.dial"},
     {"yaxmpp.https", "yaxmpp.diskapi", "yaxmpp.resync", "yaxmpp.oauth", "yaxmpp.credentials"},
     {"yaxmpp.policy", "yaxmpp.options", "yaxmpp.delivery"},
+    {"yaxmpp.gap"},
     {"yaxmpp.connection", "yaxmpp.doctor"},
     {"yaxmpp.session"},
     {"yaxmpp.client"},

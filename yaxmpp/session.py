@@ -51,12 +51,11 @@ from functools import partial
 from typing import Any, Callable, Dict, FrozenSet, List, Optional
 from xml.etree.ElementTree import Element
 
-from .cancel import Cancel
 from .connection import Connection, Target
 from .deadline import Deadline, check_timeout
 from .delivery import Delivery
+from .gap import Gap, Probe
 from .dial import parse_redirect
-from .diskapi import disk_info
 from .errors import (
     ClientClosed,
     ConnectionLost,
@@ -112,49 +111,6 @@ TRANSITIONS: Dict[State, FrozenSet[State]] = {
 _ENDED = (State.CLOSED, State.FAILED)
 
 
-class _Probe:
-    """One revision request (``GET /v1/disk/``) made when a session starts, on its own thread."""
-
-    __slots__ = ("thread", "cancel", "done", "revision")
-
-    def __init__(self) -> None:
-        self.thread: Optional[threading.Thread] = None
-        self.cancel = Cancel()
-        self.done = threading.Event()
-        self.revision: Optional[int] = None  # set before ``done``; None when it failed
-
-    @property
-    def known(self) -> Optional[int]:
-        return self.revision if self.done.is_set() else None
-
-
-class _Gap:
-    """The resync of one reconnect, until it goes into the stream."""
-
-    __slots__ = ("since", "until", "error", "before", "after")
-
-    def __init__(self, since: float, until: float, error: Error, before: Optional[_Probe], after: Optional[_Probe]) -> None:
-        self.since = since
-        self.until = until
-        self.error = error
-        self.before = before  # the revision request of the session that was lost
-        self.after = after  # the new session's
-
-    @property
-    def answered(self) -> bool:
-        """Whether every revision request it depends on has ended."""
-        return all(probe is None or probe.done.is_set() for probe in (self.before, self.after))
-
-    def resync(self, redactor: Redactor, checked: bool, first: Any) -> Resync:
-        """The item; ``first``: the first push held behind it, if any (``until`` is never
-        later than its arrival: a push in the same read as the subscription's answer)."""
-        before = self.before.known if self.before is not None else None
-        after = self.after.known if self.after is not None else None
-        changed = None if not checked or before is None or after is None else before != after
-        until = self.until if first is None else max(self.since, min(self.until, first.received_at))
-        return Resync(self.since, until, redactor.scrub(str(self.error)), self.error, changed, after, before)
-
-
 class Session:
     """The lifecycle of one client (see the module docstring).  ``owner`` is what
     ``on_connect`` is called with (the public ``Client``)."""
@@ -172,9 +128,9 @@ class Session:
         self._connection: Optional[Connection] = None  # the open one, or the attempt in progress
         self._lost: Optional[Error] = None  # why the last session ended (for the reconnect loop)
         self._lost_at = 0.0  # time.time() when it was found lost
-        self._gap: Optional[_Gap] = None  # a reconnect's resync waiting for revision answers
-        self._probe: Optional[_Probe] = None  # the revision request of the current session
-        self._probes: List[_Probe] = []  # revision requests started and not yet reaped
+        self._gap: Optional[Gap] = None  # a reconnect's resync waiting for revision answers
+        self._probe: Optional[Probe] = None  # the revision request of the current session
+        self._probes: List[Probe] = []  # revision requests started and not yet reaped
         self._error: Optional[Error] = None  # what ended the client (state FAILED)
         self._supervisor: Optional[threading.Thread] = None  # the current run's reconnect loop
         self._run = 0  # counts connect() calls: a reconnect loop serves only the run it began in
@@ -334,7 +290,7 @@ class Session:
                 self._probe = self._start_probe_locked() if self.options.check_revision else None
                 if previous is State.RECONNECTING:
                     assert self._lost is not None
-                    gap = _Gap(self._lost_at, until, self._lost, before, self._probe)
+                    gap = Gap(self._lost_at, until, self._lost, before, self._probe)
                     if gap.answered:
                         self._release_locked(gap)
                     else:
@@ -384,7 +340,7 @@ class Session:
 
     # -- the resync item and the revision check ------------------------------------------------
 
-    def _release_locked(self, gap: _Gap) -> None:
+    def _release_locked(self, gap: Gap) -> None:
         """Put the resync of ``gap`` into the stream, then the pushes held behind it."""
         if self._gap is gap:
             self._gap = None
@@ -409,9 +365,9 @@ class Session:
         if gap is not None:
             self._release_locked(gap)
 
-    def _start_probe_locked(self) -> _Probe:
+    def _start_probe_locked(self) -> Probe:
         """Ask for the disk's revision on a thread of its own (the session is not delayed)."""
-        probe = _Probe()
+        probe = Probe()
         thread = threading.Thread(target=self._run_probe, args=(probe,), name="yaxmpp-revision-%d" % self.number, daemon=True)
         probe.thread = thread
         self._probes = [p for p in self._probes if p.thread is not None and p.thread.is_alive()]
@@ -419,22 +375,10 @@ class Session:
         self._probes.append(probe)  # only a started thread is joined by close()
         return probe
 
-    def _run_probe(self, probe: _Probe) -> None:
-        o = self.options
+    def _run_probe(self, probe: Probe) -> None:
         try:
             with bound(self.redactor):
-                try:
-                    assert o.token is not None  # Options requires a str token for the check
-                    info = disk_info(o.token, api_url=o.api_url, timeout=o.api_timeout, cafile=o.cafile, cancel=probe.cancel)
-                except ClientClosed:
-                    pass
-                except Error as exc:
-                    log.warning("could not get the disk's revision: %s", exc)
-                except Exception:
-                    log.exception("the revision check failed inside the library")
-                else:
-                    probe.revision = info.revision
-                    log.info("the disk's revision is %s", info.revision)
+                probe.run(self.options)
         finally:
             probe.done.set()
             with self._cond:
