@@ -56,7 +56,7 @@ class Delivery:
         self._name = name
         self._queue: Deque[Any] = deque()  # notifications (and, with on_notification, calls)
         self._calls: Deque[Call] = deque()  # calls, when notifications are pulled
-        self._count = 0  # notifications in _queue (and in _held)
+        self._queued_calls = 0  # the calls in _queue (with on_notification only)
         self._held: Optional[List[Any]] = None  # notifications kept back until release()
         self._lock = threading.Lock()  # (taken directly on the hot paths: no Python frame)
         self._cond = threading.Condition(self._lock)
@@ -66,20 +66,29 @@ class Delivery:
         self._thread: Optional[threading.Thread] = None
         self.refused = 0  # notifications that did not fit, over the client's life
 
+    # How many notifications wait (``len(delivery)``, what ``max_pending`` bounds) is not kept
+    # in a counter: the consumer takes from ``_queue`` without the lock (see :meth:`take`), so
+    # it could not update one.  It is what ``_queue`` holds (notifications and resync items;
+    # with ``on_notification``, calls too, counted by ``_queued_calls``) plus what ``_held``
+    # holds.  Under the lock, only takes can change it meanwhile, and they only lower it: a
+    # count read under the lock is never too low, so ``max_pending`` is never exceeded.
+
     # -- the reader's side ---------------------------------------------------------------
 
     def put_notifications(self, items: Iterable[Any]) -> int:
         """Queue what fits, in order; return how many were taken (the rest were refused).
         While held (:meth:`hold`), what is taken waits aside, still counted."""
         batch = items if isinstance(items, list) else list(items)
-        if self._count >= COMPACT_BACKLOG:  # the consumer lags: keep the backlog cheap for the GC
-            compact_notifications(batch)
+        queue = self._queue
+        held = self._held
+        if len(queue) - self._queued_calls + (len(held) if held else 0) >= COMPACT_BACKLOG:
+            compact_notifications(batch)  # the consumer lags: keep the backlog cheap for the GC
         with self._lock:
-            taken = min(max(self.max_pending - self._count, 0), len(batch))
+            held = self._held
+            pending = len(queue) - self._queued_calls + (len(held) if held else 0)
+            taken = min(max(self.max_pending - pending, 0), len(batch))
             if taken:
-                held = self._held
-                (self._queue if held is None else held).extend(batch if taken == len(batch) else batch[:taken])
-                self._count += taken
+                (queue if held is None else held).extend(batch if taken == len(batch) else batch[:taken])
                 self._cond.notify_all()
             self.refused += len(batch) - taken
         return taken
@@ -91,6 +100,7 @@ class Delivery:
         with self._cond:
             if self._on_notification is not None:
                 self._queue.append(Call(function, *args))  # in order with the notifications
+                self._queued_calls += 1
             else:
                 self._calls.append(Call(function, *args))
             self._cond.notify_all()
@@ -112,7 +122,6 @@ class Delivery:
             first = lead(held[0] if held else None) if lead is not None else None
             if first is not None:
                 self._queue.append(first)
-                self._count += 1
             if held:
                 self._queue.extend(held)
             self._cond.notify_all()
@@ -147,26 +156,39 @@ class Delivery:
         return self._error
 
     def __len__(self) -> int:
-        return self._count
+        with self._lock:  # _queue and _queued_calls agree (takes may lower it meanwhile)
+            held = self._held
+            return len(self._queue) - self._queued_calls + (len(held) if held else 0)
 
     # -- the consumer's side -------------------------------------------------------------
 
     def take(self, timeout: Optional[float]) -> Any:
         """The next notification, or None when ``timeout`` passed first.  Once ended and
-        drained, raises what ended it (``ClientClosed`` after ``close()``)."""
-        with self._lock:
-            queue = self._queue
-            if queue:  # the common case when the consumer keeps up, made cheap
-                self._count -= 1
+        drained, raises what ended it (``ClientClosed`` after ``close()``).
+
+        For pull delivery only (the dispatcher takes the calls and notifications itself)."""
+        queue = self._queue
+        if queue:  # the common case when the consumer keeps up: no lock (popleft is atomic)
+            try:
                 return queue.popleft()
-            deadline = Deadline(timeout)
-            while not queue:
+            except IndexError:  # another consumer took it first: wait below
+                pass
+        with self._lock:  # every put appends and notifies under it: no wakeup is missed
+            deadline = None
+            while True:
+                if queue:  # consumers outside the lock may still take it first
+                    try:
+                        return queue.popleft()
+                    except IndexError:
+                        pass
                 if self._ended:
                     raise self._end_error()
-                if not self._cond.wait(deadline.remaining()) and not queue and not self._ended:
+                if deadline is None:
+                    deadline = Deadline(timeout)
+                remaining = deadline.remaining()
+                if remaining is not None and remaining <= 0.0:
                     return None
-            self._count -= 1
-            return queue.popleft()
+                self._cond.wait(remaining)
 
     def get(self, timeout: Optional[float]) -> Any:
         """Like :meth:`take`, but a passed ``timeout`` raises :class:`~yaxmpp.Timeout`."""
@@ -218,8 +240,8 @@ class Delivery:
                     return None
                 self._cond.wait()
             item = queue.popleft()
-            if type(item) is not Call:
-                self._count -= 1
+            if type(item) is Call and queue is self._queue:
+                self._queued_calls -= 1
             return item
 
     def _dispatch(self) -> None:
