@@ -309,11 +309,12 @@ class Client:
     def _iterate(self, timeout: Optional[float]) -> Iterator[Item]:
         session = self._session
         take = None  # the timeout is checked once, at the first next(), not at every one
+        seconds = None
         while True:
             try:
                 if take is None:
-                    take = session.notification_taker(timeout)
-                notification = take()
+                    take, seconds = session.notification_taker(timeout)
+                notification = take(seconds)
             except Error:
                 if session.delivery.error is None:
                     return  # closed by the user: the end of the iteration

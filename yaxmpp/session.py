@@ -47,8 +47,7 @@ import itertools
 import logging
 import threading
 import time
-from functools import partial
-from typing import Any, Callable, Dict, FrozenSet, List, Optional
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 from xml.etree.ElementTree import Element
 
 from .connection import Connection, Target
@@ -529,10 +528,11 @@ class Session:
         seconds = _call_timeout(timeout)
         return self.delivery.take(seconds)  # type: ignore[no-any-return]
 
-    def notification_taker(self, timeout: Optional[float]) -> "Callable[[], Optional[Item]]":
-        """:meth:`next_notification` with ``timeout`` checked once, for a loop: a function that
-        takes the next item (None when ``timeout`` passed) or raises what ended the client."""
-        return partial(self.delivery.take, _call_timeout(timeout))
+    def notification_taker(self, timeout: Optional[float]) -> "Tuple[Callable[[Optional[float]], Optional[Item]], Optional[float]]":
+        """:meth:`next_notification` with ``timeout`` checked once, for a loop: the function
+        that takes the next item (None when the timeout passed; raises what ended the client)
+        and the checked timeout to call it with (a direct call per item, no partial)."""
+        return self.delivery.take, _call_timeout(timeout)
 
     # -- ending --------------------------------------------------------------------------
 
