@@ -48,6 +48,7 @@ from .events import (
 from .features import Features
 from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
+from .pushscan import Push
 from .redact import MASK, Redactor
 from .sasl import Mechanism
 from .state import AFTER_AUTH, DRIVER_TURN, INITIAL, NEGOTIATING, Step, check_transition
@@ -473,7 +474,7 @@ class ClientProtocol:
     def _restart(self) -> None:
         if self._parser is not None:  # initiate() starts in the initial step already
             self._go(Step.STREAM)
-        self._parser = StreamParser(self.limits)
+        self._parser = StreamParser(self.limits, pushes=True)
         self._header_seen = False
         self.features = None
         header = stanzas.stream_header(self.domain, self.lang)
@@ -677,6 +678,20 @@ class ClientProtocol:
         pushes_allowed = self.authenticated
         debug = self._debug
         for item in items:
+            if type(item) is Push:  # a push of the usual shape, from the parser's fast path
+                if pushes_allowed:
+                    sender = item[0].get("from")
+                    if sender is None or "@" not in sender or self._own(sender):
+                        if debug:
+                            xml_log.debug("RECV %s", self.redactor.scrub(to_xml(item.element())))
+                        if run is None:
+                            run = PushesReceived()
+                            events.append(run)
+                        run.iq_ids.append(item[0].get("id") or "")
+                        run.senders.append(sender)
+                        run.queries.append(item[1])
+                        continue
+                item = item.element()  # as expat would have built it
             if pushes_allowed and type(item) is Element and item.tag == _IQ and len(item):
                 query = item[0]
                 if query.tag == _DISK_QUERY and item.get("type") == "set":
