@@ -29,7 +29,7 @@ import re
 from collections import deque
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 from xml.parsers.expat import ErrorString, ExpatError
 
@@ -39,12 +39,13 @@ from defusedxml.ElementTree import DefusedXMLParser
 from ..errors import ProtocolError
 from . import ns
 from .limits import Limits
-from .pushscan import Push, scan
+from .pushscan import PushRun, scan
 
 __all__ = ["StreamHeader", "STREAM_END", "StreamParser"]
 
 _MAX_SLICE = 65536  # the most bytes handed to the tree builder at once
 _STREAM_TAG = ns.STREAM
+_CONTROLS = bytes(range(32)) + b"\x7f"  # not printable: checked in each push by the fast path
 
 
 class StreamHeader:
@@ -73,7 +74,7 @@ class _StreamEnd:
 #: Marker for the server's ``</stream:stream>``.
 STREAM_END = _StreamEnd()
 
-Item = Union[StreamHeader, Element, Push, _StreamEnd]
+Item = Union[StreamHeader, Element, PushRun, _StreamEnd]
 
 
 class _HeaderSeen(Exception):
@@ -430,7 +431,7 @@ class StreamParser:
 
     def __init__(self, limits: Optional[Limits] = None, pushes: bool = False) -> None:
         """``pushes``: take Disk pushes of the usual shape by the fast path (see
-        :mod:`~yaxmpp.protocol.pushscan`), as :class:`~yaxmpp.protocol.pushscan.Push` items."""
+        :mod:`~yaxmpp.protocol.pushscan`), as :class:`~yaxmpp.protocol.pushscan.PushRun` items."""
         self.limits = limits = limits or Limits()
         self._max_stanza = limits.max_stanza_bytes
         self._slice = min(_MAX_SLICE, max(256, limits.max_stanza_bytes // 8))
@@ -446,8 +447,10 @@ class StreamParser:
         self._public = False  # the tree builder reports start events too (see _start_tree)
         self._pushes = pushes
         self._scan = False  # the fast path is on (from the stream header on, if pushes)
+        self._one_item = False  # in feed_until_stanza
         self._default_ns: Optional[str] = None  # declared by the stream header
         self._fast_limit = min(limits.max_tag_bytes, limits.max_stanza_bytes)
+        self._plans: Dict[Tuple[str, ...], Any] = {}  # the fast path's markups (see pushscan)
         # Stage 1: the defused header parser.
         self._prolog = b""
         self._header_at = 0  # where in the prolog the stream header starts
@@ -481,7 +484,7 @@ class StreamParser:
                 # <?xml?> declaration after a restart; XML allows nothing before it.
                 data = data.lstrip(b" \t\r\n")
                 self._started = bool(data)
-            if self._scan and data:
+            if self._scan and data and not self._one_item:
                 data = self._take_pushes(data)
             self._feed_guarded(data)
         except ProtocolError as exc:
@@ -524,10 +527,15 @@ class StreamParser:
             if not data or not self._between():
                 return data
         text = data.decode("utf-8", "surrogateescape")
-        taken = scan(text, self.items, self._fast_limit, self._default_ns == ns.CLIENT)
+        ascii = len(text) == len(data)
+        if ascii:  # no control character and no "&": no push need be looked at for them
+            clean = b"&" not in data and len(data.translate(None, _CONTROLS)) == len(data)
+        else:
+            clean = "&" not in text and text.isprintable()
+        taken = scan(text, clean, self.items, self._fast_limit, self._default_ns == ns.CLIENT, self._plans)
         if not taken:
             return data
-        if len(text) != len(data):  # not all ASCII: count the bytes of what was taken
+        if not ascii:  # count the bytes of what was taken
             taken = len(text[:taken].encode("utf-8", "surrogateescape"))
         return data[taken:]
 
@@ -570,7 +578,7 @@ class StreamParser:
         before = len(self.items)
         start = 0
         end = len(data)
-        scan, self._scan = self._scan, False  # one item at most: the fast path has no part here
+        self._one_item = True  # the fast path has no part here
         try:
             while start < end:
                 gt = data.find(b">", start)
@@ -581,7 +589,7 @@ class StreamParser:
                     return data[start:]
             return b""
         finally:
-            self._scan = scan
+            self._one_item = False
 
     # -- stage 1: prolog and header through defusedxml --------------------------------------
 
