@@ -527,7 +527,7 @@ class StreamParser:
             if not data or not self._between():
                 return data
         text = data.decode("utf-8", "surrogateescape")
-        ascii = len(text) == len(data)
+        ascii = data.isascii()
         if ascii:  # no control character and no "&": no push need be looked at for them
             clean = b"&" not in data and len(data.translate(None, _CONTROLS)) == len(data)
         else:
