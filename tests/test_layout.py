@@ -26,6 +26,7 @@ LAYERS: List[Set[str]] = [
         "yaxmpp.protocol.parser",
         "yaxmpp.protocol.sasl",
         "yaxmpp.protocol.disk",
+        "yaxmpp.protocol.pushscan",
         "yaxmpp.protocol.core",
     },
     {"yaxmpp.deadline", "yaxmpp.cancel", "yaxmpp.compression", "yaxmpp.tls", "yaxmpp.transport", "yaxmpp.dial"},

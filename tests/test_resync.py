@@ -160,7 +160,9 @@ def test_a_server_restart_on_the_same_ports(make_server, make_client):
     old = make_server()
     retries = Recorder()
     client = make_client(old, reconnect=yaxmpp.Reconnect(on_retry=retries, **FAST)).connect()
-    old.wait_for_session(0).wait_reply(old.push(change("/disk/old"))[0][1])
+    first = old.wait_for_session(0)
+    assert first.subscribed.wait(5)  # set just after the answer went out, maybe after connect() returned
+    first.wait_reply(first.push(change("/disk/old")))
     stopped_at = time.time()
     old.stop()
     assert retries.wait_for(3, 10), "no reconnect attempts while the server is down"

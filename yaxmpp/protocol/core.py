@@ -13,7 +13,7 @@ import base64
 import binascii
 import logging
 import secrets
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
@@ -48,6 +48,7 @@ from .events import (
 from .features import Features
 from .limits import Limits
 from .parser import STREAM_END, StreamHeader, StreamParser
+from .pushscan import PushRun
 from .redact import MASK, Redactor
 from .sasl import Mechanism
 from .state import AFTER_AUTH, DRIVER_TURN, INITIAL, NEGOTIATING, Step, check_transition
@@ -473,7 +474,7 @@ class ClientProtocol:
     def _restart(self) -> None:
         if self._parser is not None:  # initiate() starts in the initial step already
             self._go(Step.STREAM)
-        self._parser = StreamParser(self.limits)
+        self._parser = StreamParser(self.limits, pushes=True)
         self._header_seen = False
         self.features = None
         header = stanzas.stream_header(self.domain, self.lang)
@@ -676,7 +677,18 @@ class ClientProtocol:
         run: Optional[PushesReceived] = None
         pushes_allowed = self.authenticated
         debug = self._debug
-        for item in items:
+        for item in self._expand(items, pushes_allowed):
+            if type(item) is PushRun:  # pushes of the usual shape, from the parser's fast path
+                if debug:
+                    for element in item.elements():
+                        xml_log.debug("RECV %s", self.redactor.scrub(to_xml(element)))
+                if run is None:
+                    run = PushesReceived()
+                    events.append(run)
+                run.iq_ids += item.ids
+                run.senders += item.senders
+                run.queries += item.compacts
+                continue
             if pushes_allowed and type(item) is Element and item.tag == _IQ and len(item):
                 query = item[0]
                 if query.tag == _DISK_QUERY and item.get("type") == "set":
@@ -703,6 +715,20 @@ class ClientProtocol:
         if run is not None:
             self._mark_unacked(run)
         return False
+
+    def _expand(self, items: Sequence[object], pushes_allowed: bool) -> Iterator[object]:
+        """``items``, with each run of pushes from the parser's fast path that is not taken as
+        it is (before authentication, or from another user) as the elements expat would have
+        built, to be seen one by one."""
+        for item in items:
+            if type(item) is PushRun:
+                senders = set(item.senders)  # (nearly always one)
+                if pushes_allowed and all(sender is None or "@" not in sender or self._own(sender) for sender in senders):
+                    yield item
+                else:
+                    yield from item.elements()
+            else:
+                yield item
 
     def _mark_unacked(self, run: PushesReceived) -> None:
         # Delivered even when it cannot be acknowledged: received data is never dropped.

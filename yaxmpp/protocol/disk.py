@@ -17,10 +17,23 @@ from . import ns
 from .stanzas import escape_attr
 from .xmltext import to_xml
 
-__all__ = ["Change", "Notification", "compact_notifications", "subscribe_payload", "subscribe_target", "disk_path"]
+__all__ = [
+    "Change",
+    "Compact",
+    "Notification",
+    "compact_notifications",
+    "rebuild_query",
+    "subscribe_payload",
+    "subscribe_target",
+    "disk_path",
+]
 
 SUBSCRIBE = '<s xmlns="%s"/>' % ns.DISK
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+#: A query of the usual shape by its attributes alone: the query's, and the op's (or a tuple of
+#: them for several).  A :class:`Notification` can be made from it instead of an element.
+Compact = Tuple[Dict[str, str], Union[Dict[str, str], Tuple[Dict[str, str], ...]]]
 
 
 def subscribe_payload() -> str:
@@ -135,7 +148,7 @@ class Notification:
 
     def __init__(
         self,
-        element: Element,
+        element: "Union[Element, Compact]",
         received_at: float,
         iq_id: Optional[str] = None,
         sender: Optional[str] = None,
@@ -146,15 +159,20 @@ class Notification:
         self.sender = sender
         self._changes = changes
         self._xml: Optional[str] = None
-        self._element: Optional[Element] = element
-        self._attrs: Optional[Dict[str, str]] = None  # (see compact_notifications())
-        self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = None
+        if type(element) is tuple:  # the compact form (see Compact), from the parser's fast path
+            self._element: Optional[Element] = None
+            self._attrs: Optional[Dict[str, str]] = element[0]
+            self._ops: "Union[Dict[str, str], Tuple[Dict[str, str], ...], None]" = element[1]
+        else:
+            self._element = element  # type: ignore[assignment]
+            self._attrs = None  # (see compact_notifications())
+            self._ops = None
 
     @property
     def element(self) -> Element:
         element = self._element
         if element is None:
-            element = self._element = _rebuild(self._attrs, self._op_attrs())
+            element = self._element = rebuild_query(self._attrs, self._op_attrs())
         return element
 
     @element.setter
@@ -213,11 +231,7 @@ class Notification:
         return "Notification(changes=%r, attrs=%r)" % (self.changes, dict(self.attrs))
 
 
-#: A query of the usual shape, by its attributes: the query's, and the op's (or a tuple of them).
-_Compact = Tuple[Dict[str, str], Union[Dict[str, str], Tuple[Dict[str, str], ...]]]
-
-
-def _compact(query: Element) -> Optional[_Compact]:
+def _compact(query: Element) -> Optional[Compact]:
     """The attributes of ``query`` if they are all it holds: one ``diff`` (no attributes) of
     one or more ``op`` elements (no children), and no text or tail anywhere; else None."""
     if len(query) != 1 or query.text is not None or query.tail is not None:
@@ -237,7 +251,7 @@ def _compact(query: Element) -> Optional[_Compact]:
     return query.attrib, tuple([op.attrib for op in ops])
 
 
-def _rebuild(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) -> Element:
+def rebuild_query(attrib: Optional[Dict[str, str]], ops: Tuple[Dict[str, str], ...]) -> Element:
     """The query element a compact push was made from (equal in tags, attributes and text)."""
     query = Element(ns.DISK_QUERY, attrib or {})
     diff = SubElement(query, _DIFF)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 from xml.etree.ElementTree import Element
 
 from ..errors import Error, IqError
+
+if TYPE_CHECKING:
+    from .disk import Compact
 
 __all__ = [
     "Event",
@@ -101,7 +104,8 @@ class StanzaReceived(Event):
 class PushesReceived(Event):
     """Disk pushes (iq ``set`` with ``<query xmlns="yandex:push:disk">``) that arrived one
     after another, as parallel lists: ``iq_ids``, ``senders`` (their ``from``) and ``queries``
-    (the query elements).  A run of pushes is one event: at thousands of pushes a second, an
+    (the query elements, or for a push of the usual shape taken by the parser's fast path its
+    :data:`~yaxmpp.protocol.disk.Compact` attributes; :class:`~yaxmpp.Notification` takes either).  A run of pushes is one event: at thousands of pushes a second, an
     object per push would cost more than the parsing.  The core does not answer them: the
     driver calls :meth:`ClientProtocol.acknowledge_all` once they are safe.  Read-only."""
 
@@ -110,7 +114,7 @@ class PushesReceived(Event):
     def __init__(self) -> None:
         self.iq_ids: List[str] = []
         self.senders: List[Optional[str]] = []
-        self.queries: List[Element] = []
+        self.queries: List[Union[Element, "Compact"]] = []
 
     def __len__(self) -> int:
         return len(self.iq_ids)

@@ -29,7 +29,7 @@ import re
 from collections import deque
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 from xml.parsers.expat import ErrorString, ExpatError
 
@@ -39,11 +39,13 @@ from defusedxml.ElementTree import DefusedXMLParser
 from ..errors import ProtocolError
 from . import ns
 from .limits import Limits
+from .pushscan import PushRun, scan
 
 __all__ = ["StreamHeader", "STREAM_END", "StreamParser"]
 
 _MAX_SLICE = 65536  # the most bytes handed to the tree builder at once
 _STREAM_TAG = ns.STREAM
+_CONTROLS = bytes(range(32)) + b"\x7f"  # not printable: checked in each push by the fast path
 
 
 class StreamHeader:
@@ -72,7 +74,7 @@ class _StreamEnd:
 #: Marker for the server's ``</stream:stream>``.
 STREAM_END = _StreamEnd()
 
-Item = Union[StreamHeader, Element, _StreamEnd]
+Item = Union[StreamHeader, Element, PushRun, _StreamEnd]
 
 
 class _HeaderSeen(Exception):
@@ -427,7 +429,9 @@ class StreamParser:
     :class:`~yaxmpp.ProtocolError`.  After an error the parser is dead.
     """
 
-    def __init__(self, limits: Optional[Limits] = None) -> None:
+    def __init__(self, limits: Optional[Limits] = None, pushes: bool = False) -> None:
+        """``pushes``: take Disk pushes of the usual shape by the fast path (see
+        :mod:`~yaxmpp.protocol.pushscan`), as :class:`~yaxmpp.protocol.pushscan.PushRun` items."""
         self.limits = limits = limits or Limits()
         self._max_stanza = limits.max_stanza_bytes
         self._slice = min(_MAX_SLICE, max(256, limits.max_stanza_bytes // 8))
@@ -441,6 +445,12 @@ class StreamParser:
         self._open: Optional[Element] = None  # the stanza open after the last slice
         self._frontier: List["tuple[Element, int]"] = []  # its rightmost path then (see _check_open)
         self._public = False  # the tree builder reports start events too (see _start_tree)
+        self._pushes = pushes
+        self._scan = False  # the fast path is on (from the stream header on, if pushes)
+        self._one_item = False  # in feed_until_stanza
+        self._default_ns: Optional[str] = None  # declared by the stream header
+        self._fast_limit = min(limits.max_tag_bytes, limits.max_stanza_bytes)
+        self._plans: Dict[Tuple[str, ...], Any] = {}  # the fast path's markups (see pushscan)
         # Stage 1: the defused header parser.
         self._prolog = b""
         self._header_at = 0  # where in the prolog the stream header starts
@@ -453,6 +463,7 @@ class StreamParser:
         header_parser.DefaultHandlerExpand = None
         header_parser.StartElementHandler = self._on_header
         header_parser.XmlDeclHandler = _check_declaration
+        header_parser.StartNamespaceDeclHandler = self._on_namespace
         header_parser.ordered_attributes = False
         # Stage 2: the tree builder, made once the header is read.
         self._pull: Optional[XMLPullParser[Element]] = None
@@ -473,13 +484,9 @@ class StreamParser:
                 # <?xml?> declaration after a restart; XML allows nothing before it.
                 data = data.lstrip(b" \t\r\n")
                 self._started = bool(data)
-            guard = self._guard
-            data = guard.ready(data)
-            if data:
-                self._feed(data)
-            guard.markup = False
-            if guard.error is not None:
-                raise guard.error
+            if self._scan and data and not self._one_item:
+                data = self._take_pushes(data)
+            self._feed_guarded(data)
         except ProtocolError as exc:
             self._error = exc
             raise
@@ -494,6 +501,47 @@ class StreamParser:
             # and never with its message, which may quote the server's bytes.
             self._error = ProtocolError("unreadable XML from server (%s)" % type(exc).__name__)
             raise self._error from None
+
+    def _feed_guarded(self, data: bytes) -> None:
+        guard = self._guard
+        data = guard.ready(data)
+        if data:
+            self._feed(data)
+        guard.markup = False
+        if guard.error is not None:
+            raise guard.error
+
+    def _take_pushes(self, data: bytes) -> bytes:
+        """The fast path: take the pushes of the usual shape at the front of ``data`` (see
+        :mod:`~yaxmpp.protocol.pushscan`); return the rest, for expat.
+
+        Only between stanzas: after a read that ended inside one (nearly every read), expat
+        first gets the bytes up to the next ``</iq>``, which usually finish it."""
+        if not self._between():
+            end = data.find(b"</iq>")
+            if end < 0:
+                return data
+            end += 5
+            self._feed_guarded(data[:end])
+            data = data[end:]
+            if not data or not self._between():
+                return data
+        text = data.decode("utf-8", "surrogateescape")
+        ascii = data.isascii()
+        if ascii:  # no control character and no "&": no push need be looked at for them
+            clean = b"&" not in data and len(data.translate(None, _CONTROLS)) == len(data)
+        else:
+            clean = "&" not in text and text.isprintable()
+        taken = scan(text, clean, self.items, self._fast_limit, self._default_ns == ns.CLIENT, self._plans)
+        if not taken:
+            return data
+        if not ascii:  # count the bytes of what was taken
+            taken = len(text[:taken].encode("utf-8", "surrogateescape"))
+        return data[taken:]
+
+    def _between(self) -> bool:
+        """Whether the bytes fed so far end between stanzas: nothing held, nothing open."""
+        return self._open is None and not self._guard.state and not self._carry and not self.ended
 
     def _feed(self, data: bytes) -> None:
         if self._pull is None:
@@ -530,14 +578,18 @@ class StreamParser:
         before = len(self.items)
         start = 0
         end = len(data)
-        while start < end:
-            gt = data.find(b">", start)
-            stop = end if gt < 0 else gt + 1
-            self.feed(data[start:stop])
-            start = stop
-            if len(self.items) > before:
-                return data[start:]
-        return b""
+        self._one_item = True  # the fast path has no part here
+        try:
+            while start < end:
+                gt = data.find(b">", start)
+                stop = end if gt < 0 else gt + 1
+                self.feed(data[start:stop])
+                start = stop
+                if len(self.items) > before:
+                    return data[start:]
+            return b""
+        finally:
+            self._one_item = False
 
     # -- stage 1: prolog and header through defusedxml --------------------------------------
 
@@ -560,6 +612,10 @@ class StreamParser:
             self._defused = None
             self._start_tree(prolog[self._header_at :])
 
+    def _on_namespace(self, prefix: Optional[str], uri: str) -> None:
+        if prefix is None:
+            self._default_ns = uri
+
     def _on_header(self, name: str, attrs: Dict[str, str]) -> None:
         tag = "{" + name if "}" in name else name
         if tag != ns.STREAM:
@@ -568,6 +624,7 @@ class StreamParser:
         assert self._defused is not None
         self._header_at = self._defused.parser.CurrentByteIndex
         self.items.append(StreamHeader(fixed))
+        self._scan = self._pushes
         raise _HeaderSeen()
 
     # -- stage 2: stanzas through the C tree builder ------------------------------------------
