@@ -45,7 +45,6 @@ __all__ = ["StreamHeader", "STREAM_END", "StreamParser"]
 
 _MAX_SLICE = 65536  # the most bytes handed to the tree builder at once
 _STREAM_TAG = ns.STREAM
-_CONTROLS = bytes(range(32)) + b"\x7f"  # not printable: checked in each push by the fast path
 
 
 class StreamHeader:
@@ -527,15 +526,10 @@ class StreamParser:
             if not data or not self._between():
                 return data
         text = data.decode("utf-8", "surrogateescape")
-        ascii = data.isascii()
-        if ascii:  # no control character and no "&": no push need be looked at for them
-            clean = b"&" not in data and len(data.translate(None, _CONTROLS)) == len(data)
-        else:
-            clean = "&" not in text and text.isprintable()
-        taken = scan(text, clean, self.items, self._fast_limit, self._default_ns == ns.CLIENT, self._plans)
+        taken = scan(text, self.items, self._fast_limit, self._default_ns == ns.CLIENT, self._plans)
         if not taken:
             return data
-        if not ascii:  # count the bytes of what was taken
+        if not data.isascii():  # count the bytes of what was taken
             taken = len(text[:taken].encode("utf-8", "surrogateescape"))
         return data[taken:]
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 from itertools import chain, repeat
-from operator import itemgetter, methodcaller
+from operator import eq, itemgetter, methodcaller
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from xml.etree.ElementTree import Element
 
@@ -73,7 +73,6 @@ _IQ = ns.qname(ns.CLIENT, "iq")
 _SPLIT = methodcaller("split", '"')  # a stanza into its markup (even parts) and values (odd)
 _MARKUP = itemgetter(slice(None, None, 2))
 _VALUES = itemgetter(slice(1, None, 2))
-_COUNT_LT = methodcaller("count", "<")
 
 #: (iq names, query names, each op's names): a push's attribute names in document order.
 Names = Tuple[List[str], List[str], List[List[str]]]
@@ -81,20 +80,37 @@ Names = Tuple[List[str], List[str], List[List[str]]]
 
 class PushRun:
     """Pushes of the usual shape that came one after another, as parallel lists: ``ids`` and
-    ``senders`` (the iq's ``id``, or ``""``, and ``from``, or None), ``compacts`` (each query
-    as :data:`~yaxmpp.protocol.disk.Compact` attributes), ``iq_attrs`` (each iq's attributes).
-    :meth:`elements` gives the iq elements expat would have built."""
+    ``senders`` (the iq's ``id``, or ``""``, and ``from``, or None) and ``compacts`` (each
+    query as :data:`~yaxmpp.protocol.disk.Compact` attributes).  :meth:`elements` gives the iq
+    elements expat would have built (their attributes are worked out then: seldom needed)."""
 
-    __slots__ = ("ids", "senders", "compacts", "iq_attrs")
+    __slots__ = ("ids", "senders", "compacts", "_iq_attrs", "_iq_values")
 
-    def __init__(self, ids: List[str], senders: List[Optional[str]], compacts: List[Compact], iq_attrs: List[Dict[str, str]]) -> None:
+    def __init__(
+        self,
+        ids: List[str],
+        senders: List[Optional[str]],
+        compacts: List[Compact],
+        iq_attrs: Optional[List[Dict[str, str]]] = None,
+        iq_values: "Optional[tuple[_Place, List[List[str]]]]" = None,
+    ) -> None:
         self.ids = ids
         self.senders = senders
         self.compacts = compacts
-        self.iq_attrs = iq_attrs
+        self._iq_attrs = iq_attrs
+        self._iq_values = iq_values  # (the iq's place in the plan, each push's values)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def iq_attrs(self) -> List[Dict[str, str]]:
+        """Each iq's attributes."""
+        if self._iq_attrs is None:
+            assert self._iq_values is not None
+            (names, get), values = self._iq_values
+            self._iq_attrs = list(map(dict, map(zip, repeat(names), map(get, values))))
+        return self._iq_attrs
 
     def elements(self) -> List[Element]:
         """Each iq element, equal in tags, attributes and text to what expat makes of the bytes."""
@@ -152,7 +168,7 @@ def _precise(text: str, pos: int, default_client: bool) -> "Optional[tuple[PushR
         names[2].append(list(op))
         several.append(op)
     compact: Compact = (attrs, several[0] if len(several) == 1 else tuple(several))
-    return PushRun([iq.get("id") or ""], [iq.get("from")], [compact], [iq]), found.end(), names
+    return PushRun([iq.get("id") or ""], [iq.get("from")], [compact], iq_attrs=[iq]), found.end(), names
 
 
 def _getter(indexes: List[int]) -> Callable[[List[str]], Tuple[str, ...]]:
@@ -166,18 +182,19 @@ def _getter(indexes: List[int]) -> Callable[[List[str]], Tuple[str, ...]]:
 
 
 _Place = Tuple[Tuple[str, ...], Callable[[List[str]], Tuple[str, ...]]]
+_CONTROLS = bytes(range(32)) + b"\x7f"  # the ASCII characters that are not printable
+_NO_ATTRS: Dict[str, str] = {}  # the attributes of every query that has none (never changed)
 
 
 class _Plan:
     """How to read the pushes of one markup (a push split at its quotes, the even parts),
     learnt from one that the full pattern read: the values' places.  The markup being one the
-    pattern accepted, what is left to check is in the values: :attr:`lt` (the ``<`` in the
-    markup: a value holds none) and the fixed ones (``type="set"``, the namespaces)."""
+    pattern accepted, what is left to check is in the values: the fixed ones here
+    (``type="set"``, the namespaces), the rest in :func:`_read`."""
 
-    __slots__ = ("lt", "fixed", "expected", "iq", "query", "ops", "id", "sender")
+    __slots__ = ("fixed", "expected", "iq", "query", "ops", "id", "sender")
 
-    def __init__(self, piece: str, names: Names) -> None:
-        self.lt = piece.count("<")
+    def __init__(self, names: Names) -> None:
         fixed: List[int] = []
         expected: List[str] = []
         index = 0
@@ -210,10 +227,9 @@ class _Plan:
         count = len(values)
         if list(map(self.fixed, values)).count(self.expected) != count:
             return None
-        names, get = self.iq
-        iq_attrs = list(map(dict, map(zip, repeat(names), map(get, values))))
         names, get = self.query
-        queries = map(dict, map(zip, repeat(names), map(get, values)))
+        # (A query has no attributes as far as known: then one empty dict, never changed, for all.)
+        queries: Iterator[Dict[str, str]] = map(dict, map(zip, repeat(names), map(get, values))) if names else repeat(_NO_ATTRS)
         ops: Iterator[Any]
         if len(self.ops) == 1:
             names, get = self.ops[0]
@@ -222,7 +238,7 @@ class _Plan:
             ops = zip(*[map(dict, map(zip, repeat(names), map(get, values))) for names, get in self.ops])
         ids = list(map(self.id, values)) if self.id is not None else [""] * count
         senders: List[Optional[str]] = list(map(self.sender, values)) if self.sender is not None else [None] * count
-        return PushRun(ids, senders, list(zip(queries, ops)), iq_attrs)
+        return PushRun(ids, senders, list(zip(queries, ops)), iq_values=(self.iq, values))
 
 
 #: Markups remembered per stream at most (past them, each push of another goes to the full
@@ -230,15 +246,14 @@ class _Plan:
 MAX_PLANS = 64
 
 
-def scan(text: str, clean: bool, items: List[Any], limit: int, default_client: bool, plans: Dict[Tuple[str, ...], _Plan]) -> int:
+def scan(text: str, items: List[Any], limit: int, default_client: bool, plans: Dict[Tuple[str, ...], _Plan]) -> int:
     """Append to ``items`` a :class:`PushRun` for each run of pushes of the usual shape (of one
     markup) at the front of ``text`` (the bytes decoded with ``surrogateescape``); return how
     many characters they took, whitespace before each included.
 
-    ``clean``: ``text`` holds no ``&`` and only printable characters (else the values of each
-    run are checked for them); ``limit``: the most characters one push may take (the stanza
-    and tag limits); ``default_client``: the stream's default namespace is ``jabber:client``;
-    ``plans``: the markups of this stream read so far, by markup (see :class:`_Plan`)."""
+    ``limit``: the most characters one push may take (the stanza and tag limits);
+    ``default_client``: the stream's default namespace is ``jabber:client``; ``plans``: the
+    markups of this stream read so far, by markup (see :class:`_Plan`)."""
     pieces = text.split("</iq>")
     del pieces[-1]  # what follows the last "</iq>": no whole push
     if not pieces:
@@ -262,26 +277,34 @@ def scan(text: str, clean: bool, items: List[Any], limit: int, default_client: b
             if found is None or found[1] != pos + len(piece) + 5:
                 return pos
             if "'" not in piece and len(plans) < MAX_PLANS:
-                plans[tuple(markup)] = _Plan(piece, found[2])
+                plans[tuple(markup)] = _Plan(found[2])
                 continue  # read by the plan, with those of the same markup after it
             items.append(found[0])
             pos = found[1]
             start += 1
             continue
+        # The run: the pushes of this markup from here on, compared in C over growing windows
+        # (so that short runs cost little and long ones few steps).
         stop = start + 1
-        while stop < count and markups[stop] == markup:
-            stop += 1
+        window = 8
+        while stop < count:
+            same = list(map(eq, markups[stop : stop + window], repeat(markup)))
+            if False in same:
+                stop += same.index(False)
+                break
+            stop += len(same)
+            window = min(window * 4, 512)
         values = list(map(_VALUES, split[start:stop]))
-        pushes = _read(plan, pieces[start:stop], values, clean)
+        pushes = _read(plan, values)
         if pushes is None:
             # Some value is not one the plan may take: read the pushes before it, then that
             # one by the full pattern (which refuses it, or takes it: a character it allows).
             good = 0
-            while good < stop - start and _read(plan, pieces[start + good : start + good + 1], values[good : good + 1], clean):
+            while good < stop - start and _read(plan, values[good : good + 1]):
                 good += 1
             if good:
                 stop = start + good
-                pushes = _read(plan, pieces[start:stop], values[:good], clean)
+                pushes = _read(plan, values[:good])
             else:
                 found = _precise(text, pos, default_client)
                 if found is None or found[1] != pos + len(pieces[start]) + 5:
@@ -294,13 +317,18 @@ def scan(text: str, clean: bool, items: List[Any], limit: int, default_client: b
     return pos
 
 
-def _read(plan: _Plan, run: List[str], values: List[List[str]], clean: bool) -> Optional[PushRun]:
-    """The pushes ``run`` (of the plan's markup; ``values``: their values) if every value is
-    one the plan may take, else None."""
-    if list(map(_COUNT_LT, run)).count(plan.lt) != len(run):
-        return None  # a "<" in a value
-    if not clean:
-        joined = "".join(chain.from_iterable(values))
-        if "&" in joined or not joined.isprintable():
+def _read(plan: _Plan, values: List[List[str]]) -> Optional[PushRun]:
+    """The pushes whose values are ``values`` (of the plan's markup) if every value is one the
+    plan may take, else None: no "<" or "&", printable characters only (so no control
+    character, no tab or newline, which expat would make spaces, no invalid byte, which the
+    decoding made a lone surrogate, and no U+FFFE or U+FFFF), and the fixed ones."""
+    joined = "".join(chain.from_iterable(values))
+    if "<" in joined or "&" in joined:
+        return None
+    if joined.isascii():  # (the common case, where a byte table is quicker than isprintable)
+        ascii = joined.encode("ascii")
+        if len(ascii.translate(None, _CONTROLS)) != len(ascii):
             return None
+    elif not joined.isprintable():
+        return None
     return plan.read(values)
