@@ -25,3 +25,17 @@ def test_a_run_of_acknowledgements_with_an_id_needing_escapes_is_built_one_by_on
 
     assert stanzas.iq_results("ya.ru", ["a", "b" + char]) is None
     assert stanzas.iq_results("ya.ru", ["a", "b"]) == stanzas.iq_result("ya.ru", "a") + stanzas.iq_result("ya.ru", "b")
+
+
+@pytest.mark.parametrize("value", [-1, math.nan, "soon"])
+def test_notifications_refuses_a_bad_timeout_at_the_call(make_server, make_client, value) -> None:
+    """It used to be checked inside the iteration's ``except Error``: a running client then
+    yielded nothing, as if the timeout had passed."""
+    client = make_client(make_server()).connect()
+    with pytest.raises(UsageError):
+        client.notifications(timeout=value)
+    with pytest.raises(UsageError):
+        next(iter(client.notifications(value)))  # (the same, whatever the caller does next)
+    client.close()
+    with pytest.raises(UsageError):
+        client.notifications(timeout=value)

@@ -304,16 +304,13 @@ class Client:
         """
         session = self._session
         session.check_pull()
-        return self._iterate(timeout)
+        take, seconds = session.notification_taker(timeout)  # a bad timeout raises here, at the call
+        return self._iterate(take, seconds)
 
-    def _iterate(self, timeout: Optional[float]) -> Iterator[Item]:
+    def _iterate(self, take: "Callable[[Optional[float]], Optional[Item]]", seconds: Optional[float]) -> Iterator[Item]:
         session = self._session
-        take = None  # the timeout is checked once, at the first next(), not at every one
-        seconds = None
         while True:
             try:
-                if take is None:
-                    take, seconds = session.notification_taker(timeout)
                 notification = take(seconds)
             except Error:
                 if session.delivery.error is None:
