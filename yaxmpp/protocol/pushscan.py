@@ -220,14 +220,7 @@ class _Plan:
         self.ops = tuple(place(op_names, {}) for op_names in names[2])
         self.fixed = _getter(fixed)
         self.expected = tuple(expected)
-        self.size = index  # values per push
-
-    def takes(self, values: List[List[str]]) -> bool:
-        """Whether the fixed values are what they must be, and each push has as many values
-        as the plan: one more (a stray quote, and text after it, after the query) gives the
-        same markup (see :func:`scan`).  (Each push has at least that many.)"""
-        count = len(values)
-        return sum(map(len, values)) == count * self.size and list(map(self.fixed, values)).count(self.expected) == count
+        self.size = index  # values per push (see _takes)
 
     def read(self, values: List[List[str]]) -> PushRun:
         """The run of pushes whose values are ``values`` (one list per push, all checked by
@@ -335,7 +328,7 @@ def _takes(plan: _Plan, values: List[List[str]]) -> bool:
     """Whether the pushes whose values are ``values`` (of the plan's markup) are ones the plan
     may read: every value without "<" or "&", of printable characters only (so no control
     character, no tab or newline, which expat would make spaces, no invalid byte, which the
-    decoding made a lone surrogate, and no U+FFFE or U+FFFF), and :meth:`_Plan.takes`."""
+    decoding made a lone surrogate, and no U+FFFE or U+FFFF), and the fixed ones as they must be."""
     joined = "".join(chain.from_iterable(values))
     if "<" in joined or "&" in joined:
         return False
@@ -345,4 +338,7 @@ def _takes(plan: _Plan, values: List[List[str]]) -> bool:
             return False
     elif not joined.isprintable():
         return False
-    return plan.takes(values)
+    # As many values in each push as in the plan: one more (a stray quote, and text after it,
+    # after the query) gives the same markup.  (Each push has at least that many.)
+    count = len(values)
+    return sum(map(len, values)) == count * plan.size and list(map(plan.fixed, values)).count(plan.expected) == count
