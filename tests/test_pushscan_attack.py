@@ -106,3 +106,64 @@ def test_a_bad_value_at_the_end_of_a_long_run_costs_linear_work(monkeypatch):
     small = _work(monkeypatch, push("g") * 200 + bad)
     big = _work(monkeypatch, push("g") * 800 + bad)
     assert big <= 4.5 * small
+
+
+# -- a fuzzer of markups: random attribute names, quotes, whitespace, ops, stray quotes --------
+
+from random import Random  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ODD_NAMES = ["type", "xmlns", "xmlnsx", "xml", "xml:lang", "xmlns:q", "1a", "-a", "a.b", "a-b", "_x"]
+_ODD_VALUES = ["", "set", "jabber:client", "yandex:push:disk", "a>b", "'", "]]>", "&amp;", "&#32;", "<", "\t",
+               "\u0085", "\u00a0", "\U0001f600", "\ufeff", "\u2028", "\ufffe"]
+
+
+def _attr(rnd: Random, name: str = "", value: "str | None" = None) -> str:
+    if not name:
+        name = rnd.choice(_ODD_NAMES) if rnd.random() < 0.15 else rnd.choice(["id", "from", "to", "key", "fid"])
+    if value is None:
+        value = rnd.choice(_ODD_VALUES) if rnd.random() < 0.1 else rnd.choice(["a", "/disk/Я", "x y", "1", ""])
+    quote = "'" if rnd.random() < 0.2 else '"'
+    return rnd.choice([" ", "\n", "  "]) + name + rnd.choice(["", " "]) + "=" + rnd.choice(["", " "]) + quote + value + quote
+
+
+def _markup(rnd: Random) -> str:
+    iq = [_attr(rnd, "type", "set" if rnd.random() < 0.9 else "get")] + [_attr(rnd) for _ in range(rnd.randint(0, 4))]
+    query = [_attr(rnd, "xmlns", "yandex:push:disk" if rnd.random() < 0.9 else "x")] + [_attr(rnd) for _ in range(rnd.randint(0, 2))]
+    rnd.shuffle(iq)
+    rnd.shuffle(query)
+    ops = "".join("<op%s%s/>" % ("".join(_attr(rnd) for _ in range(rnd.randint(0, 3))), rnd.choice(["", " "])) for _ in range(rnd.randint(1, 3)))
+    made = "%s<iq%s%s><query%s><diff>%s</diff></query%s></iq>" % (
+        rnd.choice(["", " ", "\n"]), "".join(iq), rnd.choice(["", " "]), "".join(query), ops, rnd.choice(["", " "]))
+    if rnd.random() < 0.1:
+        made = made.replace("</query>", "</query>" + rnd.choice(['"', '" x', '"]]>', "'", "x"]))
+    return made
+
+
+def _revalued(rnd: Random, markup: str) -> str:
+    parts = markup.split('"')
+    for index in range(1, len(parts), 2):
+        if rnd.random() < 0.08:
+            parts[index] = rnd.choice(_ODD_VALUES)
+    return '"'.join(parts)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_fuzz_markups_agree_with_expat(rnd):
+    markups = [_markup(rnd) for _ in range(rnd.randint(1, 4))]
+    out = []
+    for _ in range(rnd.randint(1, 8)):
+        roll = rnd.random()
+        if roll < 0.75:
+            out.append(_revalued(rnd, rnd.choice(markups)))
+        elif roll < 0.85:
+            out.append(rnd.choice([" ", "\n", "&#32;", "x", "<message/>", "<!-- c -->", "</stream:stream>", "<iq type='result' id='r'/>"]))
+        else:
+            markups.append(_markup(rnd))
+            out.append(markups[-1])
+    data = "".join(out).encode("utf-8")
+    cuts = sorted(rnd.sample(range(len(data) + 1), rnd.randint(0, 3)))
+    same(data, cuts, rnd.choice([None, Limits(max_stanza_bytes=1 << 20, max_tag_bytes=1024)]))

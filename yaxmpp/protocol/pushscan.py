@@ -18,7 +18,8 @@ How, in two steps:
 2. **By markup.**  The following pushes are cut at each ``</iq>`` and each at its quotes
    (C string methods over a whole read, no Python step per byte or per attribute): a push whose
    markup is a remembered one differs from it in its values alone, so only the values are
-   checked (no ``<`` or ``&``, printable characters only, ``type="set"`` and the namespaces).
+   checked (as many as the markup has, no ``<`` or ``&``, printable characters only,
+   ``type="set"`` and the namespaces).
    A run of pushes of one markup is read in a handful of C loops, a few thousand instructions
    per push, into one :class:`PushRun`.
 
