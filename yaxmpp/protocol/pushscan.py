@@ -18,7 +18,8 @@ How, in two steps:
 2. **By markup.**  The following pushes are cut at each ``</iq>`` and each at its quotes
    (C string methods over a whole read, no Python step per byte or per attribute): a push whose
    markup is a remembered one differs from it in its values alone, so only the values are
-   checked (no ``<`` or ``&``, printable characters only, ``type="set"`` and the namespaces).
+   checked (as many as the markup has, no ``<`` or ``&``, printable characters only,
+   ``type="set"`` and the namespaces).
    A run of pushes of one markup is read in a handful of C loops, a few thousand instructions
    per push, into one :class:`PushRun`.
 
@@ -42,7 +43,7 @@ same stanzas and the same errors.
 from __future__ import annotations
 
 import re
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
 from operator import eq, itemgetter, methodcaller
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from xml.etree.ElementTree import Element
@@ -190,9 +191,9 @@ class _Plan:
     """How to read the pushes of one markup (a push split at its quotes, the even parts),
     learnt from one that the full pattern read: the values' places.  The markup being one the
     pattern accepted, what is left to check is in the values: the fixed ones here
-    (``type="set"``, the namespaces), the rest in :func:`_read`."""
+    (``type="set"``, the namespaces), the rest in :func:`_takes`."""
 
-    __slots__ = ("fixed", "expected", "iq", "query", "ops", "id", "sender")
+    __slots__ = ("fixed", "expected", "iq", "query", "ops", "id", "sender", "size")
 
     def __init__(self, names: Names) -> None:
         fixed: List[int] = []
@@ -220,13 +221,12 @@ class _Plan:
         self.ops = tuple(place(op_names, {}) for op_names in names[2])
         self.fixed = _getter(fixed)
         self.expected = tuple(expected)
+        self.size = index  # values per push (see _takes)
 
-    def read(self, values: List[List[str]]) -> Optional[PushRun]:
-        """The run of pushes whose values are ``values`` (one list per push), or None if a
-        fixed value is not what it must be."""
+    def read(self, values: List[List[str]]) -> PushRun:
+        """The run of pushes whose values are ``values`` (one list per push, all checked by
+        :func:`_takes`)."""
         count = len(values)
-        if list(map(self.fixed, values)).count(self.expected) != count:
-            return None
         names, get = self.query
         # (A query has no attributes as far as known: then one empty dict, never changed, for all.)
         queries: Iterator[Dict[str, str]] = map(dict, map(zip, repeat(names), map(get, values))) if names else repeat(_NO_ATTRS)
@@ -251,16 +251,19 @@ def scan(text: str, items: List[Any], limit: int, default_client: bool, plans: D
     markup) at the front of ``text`` (the bytes decoded with ``surrogateescape``); return how
     many characters they took, whitespace before each included.
 
-    ``limit``: the most characters one push may take (the stanza and tag limits);
+    ``limit``: the most bytes one push may take (the stanza and tag limits);
     ``default_client``: the stream's default namespace is ``jabber:client``; ``plans``: the
     markups of this stream read so far, by markup (see :class:`_Plan`)."""
     pieces = text.split("</iq>")
     del pieces[-1]  # what follows the last "</iq>": no whole push
     if not pieces:
         return 0
-    if max(map(len, pieces)) > limit - 5:
+    # The limit is in bytes, ``text`` in characters (of up to four bytes each).
+    most = limit - 5
+    longest = max(map(len, pieces))
+    if longest > most // 4 and (longest > most or not text.isascii()):
         for index, piece in enumerate(pieces):
-            if len(piece) > limit - 5:
+            if len(piece) > most // 4 and len(piece.encode("utf-8", "surrogateescape")) > most:
                 del pieces[index:]  # a push that long is left to expat, which measures it
                 break
     split = list(map(_SPLIT, pieces))
@@ -295,40 +298,48 @@ def scan(text: str, items: List[Any], limit: int, default_client: bool, plans: D
             stop += len(same)
             window = min(window * 4, 512)
         values = list(map(_VALUES, split[start:stop]))
-        pushes = _read(plan, values)
-        if pushes is None:
-            # Some value is not one the plan may take: read the pushes before it, then that
-            # one by the full pattern (which refuses it, or takes it: a character it allows).
-            good = 0
-            while good < stop - start and _read(plan, values[good : good + 1]):
-                good += 1
+        if _takes(plan, values):
+            items.append(plan.read(values))
+            pos += sum(map(len, pieces[start:stop])) + 5 * (stop - start)
+            start = stop
+            continue
+        # Some value is not one the plan may take (rare): the whole run is read here, push by
+        # push, those the plan may take together and each other one by the full pattern (which
+        # refuses it, or takes it: a character it allows).  In one pass, so that no push is
+        # compared or checked again after each such one (quadratic time).
+        first = start
+        for good, group in groupby([_takes(plan, values[index : index + 1]) for index in range(stop - start)]):
+            size = len(list(group))
             if good:
-                stop = start + good
-                pushes = _read(plan, values[:good])
+                items.append(plan.read(values[start - first : start - first + size]))
+                pos += sum(map(len, pieces[start : start + size])) + 5 * size
+                start += size
             else:
-                found = _precise(text, pos, default_client)
-                if found is None or found[1] != pos + len(pieces[start]) + 5:
-                    return pos
-                pushes, stop = found[0], start + 1
-        assert pushes is not None
-        items.append(pushes)
-        pos += sum(map(len, pieces[start:stop])) + 5 * (stop - start)
-        start = stop
+                for _ in range(size):
+                    found = _precise(text, pos, default_client)
+                    if found is None or found[1] != pos + len(pieces[start]) + 5:
+                        return pos
+                    items.append(found[0])
+                    pos = found[1]
+                    start += 1
     return pos
 
 
-def _read(plan: _Plan, values: List[List[str]]) -> Optional[PushRun]:
-    """The pushes whose values are ``values`` (of the plan's markup) if every value is one the
-    plan may take, else None: no "<" or "&", printable characters only (so no control
+def _takes(plan: _Plan, values: List[List[str]]) -> bool:
+    """Whether the pushes whose values are ``values`` (of the plan's markup) are ones the plan
+    may read: every value without "<" or "&", of printable characters only (so no control
     character, no tab or newline, which expat would make spaces, no invalid byte, which the
-    decoding made a lone surrogate, and no U+FFFE or U+FFFF), and the fixed ones."""
+    decoding made a lone surrogate, and no U+FFFE or U+FFFF), and the fixed ones as they must be."""
     joined = "".join(chain.from_iterable(values))
     if "<" in joined or "&" in joined:
-        return None
+        return False
     if joined.isascii():  # (the common case, where a byte table is quicker than isprintable)
         ascii = joined.encode("ascii")
         if len(ascii.translate(None, _CONTROLS)) != len(ascii):
-            return None
+            return False
     elif not joined.isprintable():
-        return None
-    return plan.read(values)
+        return False
+    # As many values in each push as in the plan: one more (a stray quote, and text after it,
+    # after the query) gives the same markup.  (Each push has at least that many.)
+    count = len(values)
+    return sum(map(len, values)) == count * plan.size and list(map(plan.fixed, values)).count(plan.expected) == count
