@@ -63,6 +63,50 @@ def test_inflate_is_bounded_per_step_and_a_bomb_is_refused():
     assert produced <= len(bomb) * inflater.max_ratio
 
 
+def test_the_wire_is_zlibs_own_format_byte_for_byte():
+    """The header is written by hand and the deflate data made raw (no Adler-32 computed):
+    what goes out must still be exactly what zlib's format gives."""
+    deflater = Deflater()
+    reference = zlib.compressobj(6, zlib.DEFLATED, 10, 4)
+    for data in (b"<iq type='result' id='1'/>", b"", b"x" * 5000, "é<ü/>".encode()):
+        assert deflater.compress(data) == reference.compress(data) + reference.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize("level, window", [(1, 9), (6, 15), (9, 12), (0, 15)])
+def test_streams_of_any_window_and_level_are_read(level, window):
+    z = zlib.compressobj(level, zlib.DEFLATED, window)
+    writes = [b"<iq type='set' id='p%d'/>" % i for i in range(20)]
+    wire = b"".join(z.compress(w) + z.flush(zlib.Z_SYNC_FLUSH) for w in writes)
+    for cut in range(0, 40):  # the header cut anywhere, then the rest
+        inflater = Inflater()
+        out = b""
+        for piece in (wire[:cut], wire[cut:]):
+            inflater.feed(piece)
+            while True:
+                got = inflater.next_piece()
+                if not got:
+                    break
+                out += got
+        assert out == b"".join(writes)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x78\xbb",  # a preset dictionary (FDICT), which XEP-0138 streams never have
+        b"\x79\x9c",  # not deflate (CM 9), and a wrong check
+        b"\x88\x98",  # a 64 KiB window (CINFO 8): not allowed
+        b"\x78\x9d",  # a wrong check
+        b"<?",  # plain XML where compressed data was due
+    ],
+)
+def test_a_bad_zlib_header_is_a_protocol_error(header):
+    inflater = Inflater()
+    inflater.feed(header + b"\x00\x00\xff\xff")
+    with pytest.raises(yaxmpp.ProtocolError, match="corrupt"):
+        inflater.next_piece()
+
+
 def test_corrupt_data_is_a_protocol_error():
     inflater = Inflater()
     inflater.feed(b"\x78\x9c\xff\xfe\xfd garbage")
