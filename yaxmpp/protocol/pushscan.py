@@ -35,9 +35,10 @@ What is taken, so that nothing of the parser's guard is skipped:
   character in valid UTF-8; no attribute twice; ``type="set"`` on the iq;
 - the whole of it within both the stanza and the tag byte limits.
 
-Anything else, including a push of another shape, goes to expat.  The differential tests feed
-the same bytes to a parser with and without this path, split at every byte, and require the
-same stanzas and the same errors.
+Anything else, including a push of another shape, goes to expat.  The differential tests
+(``tests/test_pushscan.py``, ``tests/test_pushscan_attack.py``) feed the same reads to a parser
+with and without this path, cut at every byte and by fuzzers, and require the same stanzas and
+the same kind of error (its words may differ, as they do for expat alone across reads).
 """
 
 from __future__ import annotations
