@@ -154,3 +154,46 @@ def test_refresh_uses_the_refresh_token_grant(api: RestStandIn) -> None:
         oauth.refresh_token(stand_in.client_id, stand_in.client_secret, "old-refresh-token-abcdef", oauth_url=api.url, cafile=CA_FILE)
     assert caught.value.error == "invalid_grant"
     assert "old-refresh-token-abcdef" not in str(caught.value)
+
+
+def test_a_network_blip_while_polling_does_not_end_the_wait(api: RestStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to end the login (the user had to start again with a new code)."""
+    stand_in, code = start(api, approve_after=2, interval=5)
+    real = oauth.exchange_device_code
+    failures = [yaxmpp.ConnectError("connection refused"), yaxmpp.Timeout("no answer", "request")]
+    seen: List[Tuple[int, object]] = []
+
+    def flaky(*args: object, **kwargs: object) -> oauth.Tokens:
+        if failures:
+            raise failures.pop(0)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(oauth, "exchange_device_code", flaky)
+    fake = FakeClock()
+    tokens = oauth.wait_for_token(
+        stand_in.client_id, stand_in.client_secret, code, oauth_url=api.url, cafile=CA_FILE,
+        clock=fake.clock, sleep=fake.sleep, on_poll=lambda n, error: seen.append((n, error)),
+    )
+    assert tokens.access_token == stand_in.issued[-1]
+    assert seen == [(1, "network"), (2, "network"), (3, "authorization_pending"), (4, None)]
+    assert fake.sleeps == [5.0] * 4  # never faster than the interval, blips included
+
+
+def test_a_network_failure_until_expiry_raises_it_and_tls_ends_at_once(api: RestStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in, code = start(api, approve_after=None, interval=5, expires_in=12)
+
+    def down(*args: object, **kwargs: object) -> oauth.Tokens:
+        raise yaxmpp.ConnectError("connection refused")
+
+    monkeypatch.setattr(oauth, "exchange_device_code", down)
+    with pytest.raises(yaxmpp.ConnectError):
+        wait(stand_in, code, FakeClock())
+
+    def bad_certificate(*args: object, **kwargs: object) -> oauth.Tokens:
+        raise yaxmpp.TLSError("certificate verify failed")
+
+    monkeypatch.setattr(oauth, "exchange_device_code", bad_certificate)
+    fake = FakeClock()
+    with pytest.raises(yaxmpp.TLSError):
+        wait(stand_in, code, fake)
+    assert fake.sleeps == [5.0]  # one poll, no retry

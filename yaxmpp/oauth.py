@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .cancel import Cancel
-from .errors import APIError, ClientClosed, UsageError
+from .errors import APIError, ClientClosed, ConnectError, ConnectionLost, Error, Timeout, UsageError
 from .https import request_json
 
 __all__ = [
@@ -258,9 +258,12 @@ def wait_for_token(
     """Poll the token endpoint until the user confirms the code; the tokens.
 
     Waits ``device_code.interval`` seconds before every request (so never faster), longer
-    after each ``slow_down``; keeps waiting on ``authorization_pending``; stops with the
-    server's error on anything else, and with ``error="expired_token"`` once
-    ``device_code.expires_in`` seconds have passed since the call.  ``timeout`` bounds each
+    after each ``slow_down``; keeps waiting on ``authorization_pending``, and through a poll
+    that failed for the network's reasons (:class:`~yaxmpp.ConnectError`,
+    :class:`~yaxmpp.Timeout`, :class:`~yaxmpp.ConnectionLost`: a blip must not cost the user
+    the code; a TLS failure still ends the wait); stops with the server's error on anything
+    else, and with ``error="expired_token"`` once ``device_code.expires_in`` seconds have
+    passed since the call (or with the network error, if the last poll failed that way).  ``timeout`` bounds each
     request.  ``cancel`` (set from another thread) stops the wait at once with
     :class:`~yaxmpp.ClientClosed`.  ``clock`` and ``sleep`` are for tests (a fake clock);
     by default the wait is ``cancel.wait`` or :func:`time.sleep`.  ``on_poll(n, error)`` is
@@ -278,6 +281,7 @@ def wait_for_token(
     interval = device_code.interval
     ends = clock() + device_code.expires_in
     polls = 0
+    lost: Optional[Error] = None  # the last poll failed for the network's reasons
     while True:
         left = ends - clock()
         if left > 0:
@@ -285,6 +289,8 @@ def wait_for_token(
         if cancel is not None and cancel.cancelled:
             raise ClientClosed("the wait for the confirmation was cancelled")
         if clock() >= ends:
+            if lost is not None:
+                raise lost
             raise APIError(
                 "the code was not confirmed within %gs and has expired" % device_code.expires_in,
                 error=EXPIRED,
@@ -295,7 +301,13 @@ def wait_for_token(
             tokens = exchange_device_code(
                 client_id, client_secret, device_code, oauth_url=oauth_url, timeout=timeout, cafile=cafile, cancel=cancel
             )
+        except (ConnectError, Timeout, ConnectionLost) as exc:
+            lost = exc
+            if on_poll is not None:
+                on_poll(polls, "network")
+            continue  # polled again after the interval, until the code expires
         except APIError as exc:
+            lost = None
             if on_poll is not None:
                 on_poll(polls, exc.error or "error")
             if exc.error == PENDING:
