@@ -360,3 +360,17 @@ def test_a_plain_text_server_on_the_direct_tls_port_says_it_does_not_speak_tls()
     bad = failed(steps)
     assert names(bad) == ["tls"] and isinstance(bad[0].error, yaxmpp.TLSError)
     assert "does not speak TLS" in (bad[0].hint or "") and "TLS 1.2" not in (bad[0].hint or "")
+
+
+def test_close_timeout_bounds_the_close_step(make_server: Any, token_env: None) -> None:
+    """``--close-timeout`` used to be accepted and ignored: a server that never answers the
+    close held the step for the whole ``--timeout``."""
+    server = make_server(answer_close=False)
+    started = time.monotonic()
+    steps = doctor.diagnose(LOGIN, TOKEN, timeout=30, close_timeout=0.5, **server.client_options())
+    assert time.monotonic() - started < 10  # (a generous bound: the steps before it are quick)
+    bad = failed(steps)
+    assert names(bad) == ["close"] and isinstance(bad[0].error, yaxmpp.Timeout)
+    assert bad[0].seconds < 3  # well under the 30 s of --timeout
+    code, out, _ = cli(doctor_args(server.client_options(), "--timeout", "30", "--close-timeout", "0.5"))
+    assert code != 0 and "close" in out.splitlines()[-1]

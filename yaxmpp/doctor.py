@@ -414,6 +414,7 @@ class _Doctor:
         core = self.core
         assert core is not None and self.transport is not None
         self.current = "close"
+        self.deadline = Deadline(self.o.close_timeout)  # (bounded like the client's close)
         try:
             core.close()
             self._send()
@@ -548,6 +549,7 @@ def diagnose(
     domain: str = "ya.ru",
     resource: Optional[str] = "YaDisk-client",
     timeout: float = 30.0,
+    close_timeout: float = 5.0,
     cafile: Optional[str] = None,
     ssl_context: Optional[ssl.SSLContext] = None,
     compress: bool = False,
@@ -561,7 +563,8 @@ def diagnose(
     """Run the steps and return their results (``on_step`` is also called with each one as
     soon as it is done).  Every step succeeded when every result's ``ok`` is True.
 
-    The options are :class:`~yaxmpp.Client`'s (``timeout`` bounds each step on its own);
+    The options are :class:`~yaxmpp.Client`'s (``timeout`` bounds each step on its own,
+    ``close_timeout`` the close);
     ``rest`` adds the REST check of the token at ``api_url`` (verified with ``rest_cafile``,
     default ``cafile``).  Raises :class:`~yaxmpp.UsageError` at once for unusable options;
     every other failure is a step's result, not an exception.
@@ -575,6 +578,7 @@ def diagnose(
         domain=domain,
         resource=resource,
         timeout=timeout,
+        close_timeout=close_timeout,
         cafile=cafile,
         ssl_context=ssl_context,
         compress=compress,

@@ -103,6 +103,7 @@ def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO =
         "domain": args.domain,
         "resource": ("yaxmpp-doctor-%d" % os.getpid()) if args.resource is None else (args.resource or None),
         "timeout": args.timeout,
+        "close_timeout": args.close_timeout,
         "compress": args.compress,
     }
     if args.host:
