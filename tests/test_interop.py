@@ -27,7 +27,6 @@ import inspect
 import logging
 import os
 import re
-import socket
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -37,9 +36,10 @@ import pytest
 
 import yaxmpp
 
+from .peers_state import PEERS_DIR, listening, read_state
+
 pytestmark = pytest.mark.interop
 
-PEERS_DIR = os.environ.get("PEERS", "/tmp/xmpp-peers")
 REQUIRED = os.environ.get("YAXMPP_INTEROP", "") == "require"
 SERVERS = ("prosody", "ejabberd")
 TRANSPORTS = ("starttls", "direct-tls")
@@ -121,29 +121,13 @@ class Peer:
             time.sleep(0.05)
 
 
-def _read_state() -> Optional[Dict[str, str]]:
-    try:
-        with open(os.path.join(PEERS_DIR, "peers.env")) as f:
-            return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
-    except OSError:
-        return None
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _find(name: str) -> Tuple[Optional[Peer], str]:
     """The running server ``name``, or None and why not."""
-    state = _read_state()
+    state = read_state()
     if state is None:
         return None, "no %s/peers.env" % PEERS_DIR
     peer = Peer(name, state)
-    if not (_listening(peer.port) and _listening(peer.tls_port)):
+    if not (listening(peer.port) and listening(peer.tls_port)):
         return None, "nothing on 127.0.0.1:%d" % peer.port
     return peer, ""
 

@@ -21,7 +21,7 @@ import re
 import socket
 import ssl
 import uuid
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Iterator, List, NamedTuple, Optional, Tuple, Union
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -30,7 +30,8 @@ from yaxmpp.protocol import ns
 from yaxmpp.protocol.parser import STREAM_END, StreamHeader, StreamParser
 from yaxmpp.testing import FakeServer
 
-PEERS_DIR = os.environ.get("PEERS", "/tmp/xmpp-peers")
+from .peers_state import PEERS_DIR, listening, read_state
+
 REQUIRED = os.environ.get("YAXMPP_INTEROP", "") == "require"
 DOMAIN = "ya.ru"
 USERS = {"test": "testpass", "other": "otherpass"}
@@ -51,29 +52,13 @@ class Target(NamedTuple):
 # -- the servers ---------------------------------------------------------------------------
 
 
-def _peers_env() -> Optional[Dict[str, str]]:
-    try:
-        with open(os.path.join(PEERS_DIR, "peers.env")) as f:
-            return dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
-    except OSError:
-        return None
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _peer(name: str) -> Target:
-    state = _peers_env()
+    state = read_state()
     why = "no %s/peers.env" % PEERS_DIR
     if state is not None:
         key = name.upper()
         target = Target(name, int(state[key + "_PORT"]), int(state[key + "_TLS_PORT"]), state["CA"])
-        if _listening(target.port) and _listening(target.tls_port):
+        if listening(target.port) and listening(target.tls_port):
             return target
         why = "nothing on 127.0.0.1:%d" % target.port
     reason = "%s is not running (%s); start it: bash tests/peers/peers.sh start" % (name, why)
